@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from medt_monai.networks.gates import gate_values, set_gates_trainable

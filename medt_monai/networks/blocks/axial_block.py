@@ -1,0 +1,105 @@
+"""The residual axial-attention block of MedT (supplement: "encoder block") and a stage of such blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from medt_monai.networks.blocks.axial_attention import AxialAttention
+
+__all__ = ["AxialBlock", "AxialStage"]
+
+
+class AxialBlock(nn.Module):
+    """Bottleneck residual block with height then width axial attention in place of the 3x3 convolution.
+
+    ``x -> 1x1 conv -> BN -> ReLU -> height attention -> width attention [-> 2x2 avg-pool] -> ReLU -> 1x1 conv -> BN``,
+    plus the shortcut (identity, or a strided 1x1 conv + BN when the shape changes), then ReLU.
+    The bottleneck is ``out_channels // 2`` wide (expansion 2, as in the authors' code).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels; ``out_channels // 2`` must be a multiple of ``2 * num_heads``.
+        spatial_size: largest ``(height, width)`` of the block's input, for the relative encodings.
+        stride: 1, or 2 to halve height and width (average pooling after the width attention).
+        num_heads: attention heads. Defaults to 8.
+        attention: attention kind, see :class:`AxialAttention`. Defaults to ``"axial"``.
+        gate_placement: see :class:`AxialAttention`. Defaults to ``"authors"``.
+
+    Raises:
+        ValueError: when ``stride`` is not 1 or 2 (and see :class:`AxialAttention`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        spatial_size: Sequence[int],
+        stride: int = 1,
+        num_heads: int = 8,
+        attention: str = "axial",
+        gate_placement: str = "authors",
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}.")
+        width = out_channels // 2
+        self.reduce = nn.Sequential(
+            nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        self.height_attention = AxialAttention(width, spatial_size[0], 0, num_heads, attention, gate_placement)
+        self.width_attention = AxialAttention(width, spatial_size[1], 1, num_heads, attention, gate_placement)
+        self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
+        self.expand = nn.Sequential(nn.Conv2d(width, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, H, W)`` -> ``(N, out_channels, H / stride, W / stride)``."""
+        out = self.reduce(x)
+        out = self.relu(self.pool(self.width_attention(self.height_attention(out))))
+        out = self.expand(out)
+        return self.relu(out + self.shortcut(x))
+
+
+class AxialStage(nn.Sequential):
+    """``num_blocks`` :class:`AxialBlock` s; the first changes channels and applies ``stride``.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels of every block.
+        num_blocks: number of blocks (>= 1).
+        spatial_size: largest ``(height, width)`` of the stage's input.
+        stride: stride of the first block (1 or 2).
+        num_heads, attention, gate_placement: see :class:`AxialBlock`.
+
+    Raises:
+        ValueError: when ``num_blocks < 1``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_blocks: int,
+        spatial_size: Sequence[int],
+        stride: int = 1,
+        num_heads: int = 8,
+        attention: str = "axial",
+        gate_placement: str = "authors",
+    ) -> None:
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {num_blocks}.")
+        size = tuple(spatial_size)
+        blocks = [AxialBlock(in_channels, out_channels, size, stride, num_heads, attention, gate_placement)]
+        size = tuple(s // stride for s in size)
+        for _ in range(1, num_blocks):
+            blocks.append(AxialBlock(out_channels, out_channels, size, 1, num_heads, attention, gate_placement))
+        super().__init__(*blocks)

@@ -1,0 +1,152 @@
+"""MedT and its Local-Global (LoGo) family: a global branch on the whole image plus a local branch on a patch grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import lcm
+
+import torch
+import torch.nn as nn
+
+from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder
+from medt_monai.networks.nets.utils import check_input_size, check_network_args
+
+__all__ = ["MedT", "LoGo", "BRANCHES"]
+
+BRANCHES = ("global", "local")
+
+
+class MedT(nn.Module):
+    """Medical Transformer: Local-Global training with gated axial attention (Valanarasu et al., MICCAI 2021).
+
+    The global branch (a shallow axial-attention encoder-decoder) sees the whole image; the local branch (a deeper
+    one) sees each cell of a ``patch_grid`` of patches. Both produce ``channels[0] // 2`` maps at full resolution,
+    which are added and mapped to logits by a 3x3 conv, ReLU and a 1x1 conv (the paper's LoGo, Sec. 3.3).
+    The local branch runs all patches as one batch (``N * grid_h * grid_w`` images), not in a per-patch loop.
+
+    With the defaults this is the authors' ``MedT`` (gated attention in the global branch, attention without
+    positional encoding in the local branch); :class:`LoGo` uses plain axial attention in both branches, and
+    ``branches=("global",)`` / ``("local",)`` give the ablation's global-only and local-only networks.
+
+    Note:
+        Training-mode BatchNorm statistics of the local branch are computed over all patches of the batch together;
+        the authors' loop normalised each patch position separately (and updated the running statistics 16 times
+        per step). Eval-mode outputs are identical.
+
+    Args:
+        spatial_dims: number of spatial dimensions; only 2 is supported.
+        in_channels: image channels (3 for H&E, 1 for ultrasound). Defaults to 3.
+        out_channels: classes, including background; raw logits are returned. Defaults to 2.
+        img_size: largest input ``(height, width)`` (or one int); sizes the relative position encodings of both
+            branches (the local branch's for one patch). Smaller inputs work too. Defaults to 128.
+        patch_grid: ``(rows, columns)`` of the local branch's patch grid. Defaults to ``(4, 4)``.
+        channels: stage output channels shared by both branches; the global branch uses the first
+            ``len(global_num_blocks)``. Defaults to ``(32, 64, 128, 256)``.
+        global_num_blocks: blocks per stage of the global branch. Defaults to ``(1, 2)``.
+        local_num_blocks: blocks per stage of the local branch. Defaults to ``(1, 2, 4, 1)``.
+        stem_channels: stem channels of the global branch. Defaults to 8.
+        local_stem_channels: stem channels of the local branch. Defaults to 64, the value the authors' code ends up
+            with (their local stem reuses a counter left at 64 by the global layers).
+        num_heads: attention heads. Defaults to 8.
+        global_attention: attention kind of the global branch (``"gated"``, ``"axial"`` or ``"nopos"``).
+            Defaults to ``"gated"``.
+        local_attention: attention kind of the local branch. Defaults to ``"nopos"``.
+        gate_placement: ``"authors"`` or ``"effective"``, see
+            :class:`~medt_monai.networks.blocks.AxialAttention`. Defaults to ``"authors"``.
+        branches: which branches to build, a subset of ``("global", "local")``. Defaults to both.
+
+    Raises:
+        ValueError: for ``spatial_dims != 2``, an unknown branch, a ``patch_grid`` that is not two positive ints,
+            widths not divisible by ``4 * num_heads``, or (in ``forward``) an input whose height/width is not a
+            multiple of :attr:`size_divisor` or exceeds ``img_size``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 2,
+        img_size: Sequence[int] | int = 128,
+        patch_grid: Sequence[int] = (4, 4),
+        channels: Sequence[int] = (32, 64, 128, 256),
+        global_num_blocks: Sequence[int] = (1, 2),
+        local_num_blocks: Sequence[int] = (1, 2, 4, 1),
+        stem_channels: int = 8,
+        local_stem_channels: int = 64,
+        num_heads: int = 8,
+        global_attention: str = "gated",
+        local_attention: str = "nopos",
+        gate_placement: str = "authors",
+        branches: Sequence[str] = BRANCHES,
+    ) -> None:
+        super().__init__()
+        self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
+        unknown = set(branches) - set(BRANCHES)
+        if unknown or not branches:
+            raise ValueError(f"branches must be a non-empty subset of {BRANCHES}, got {tuple(branches)}.")
+        grid = tuple(int(g) for g in patch_grid)
+        if len(grid) != 2 or min(grid) < 1:
+            raise ValueError(f"patch_grid must be two positive ints (rows, columns), got {patch_grid!r}.")
+        for name, blocks in (("global_num_blocks", global_num_blocks), ("local_num_blocks", local_num_blocks)):
+            if not 1 <= len(blocks) <= len(channels):
+                raise ValueError(f"{name} must have 1 to {len(channels)} entries (one per stage), got {tuple(blocks)}.")
+        self.patch_grid = grid
+        self.global_branch = None
+        self.local_branch = None
+        divisor = (1, 1)
+        if "global" in branches:
+            depth = len(global_num_blocks)
+            self.global_branch = AxialEncoderDecoder(
+                in_channels, self.img_size, channels[:depth], global_num_blocks, stem_channels, num_heads,
+                global_attention, gate_placement, bottleneck=False,
+            )  # fmt: skip
+            divisor = (2**depth, 2**depth)
+        if "local" in branches:
+            depth = len(local_num_blocks)
+            patch_size = [s // g for s, g in zip(self.img_size, grid)]
+            self.local_branch = AxialEncoderDecoder(
+                in_channels, patch_size, channels[:depth], local_num_blocks, local_stem_channels, num_heads,
+                local_attention, gate_placement, bottleneck=True,
+            )  # fmt: skip
+            divisor = tuple(lcm(d, g * 2**depth) for d, g in zip(divisor, grid))
+        #: height and width of an input must be multiples of these.
+        self.size_divisor = divisor
+        features = channels[0] // 2
+        self.head = nn.Sequential(
+            nn.Conv2d(features, features, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(features, out_channels, kernel_size=1),
+        )
+
+    def _local_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the local branch on every patch of the grid at once and tile the results back together."""
+        n, c, h, w = x.shape
+        rows, cols = self.patch_grid
+        ph, pw = h // rows, w // cols
+        # (N, C, H, W) -> (N, rows, cols, C, ph, pw) -> (N * rows * cols, C, ph, pw)
+        patches = x.reshape(n, c, rows, ph, cols, pw).permute(0, 2, 4, 1, 3, 5).reshape(n * rows * cols, c, ph, pw)
+        features = self.local_branch(patches)
+        f = features.shape[1]
+        # (N * rows * cols, F, ph, pw) -> (N, F, rows, ph, cols, pw) -> (N, F, H, W)
+        return features.reshape(n, rows, cols, f, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, f, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, H, W)`` -> logits ``(N, out_channels, H, W)``."""
+        check_input_size(x, self.img_size, self.size_divisor)
+        if self.global_branch is not None and self.local_branch is not None:
+            features = self.global_branch(x) + self._local_features(x)
+        elif self.global_branch is not None:
+            features = self.global_branch(x)
+        else:
+            features = self._local_features(x)
+        return self.head(features)
+
+
+class LoGo(MedT):
+    """Local-Global network with plain (ungated) axial attention in both branches: the paper's "LoGo" row.
+
+    Takes the same arguments as :class:`MedT`; ``global_attention`` and ``local_attention`` default to ``"axial"``.
+    """
+
+    def __init__(self, *args, global_attention: str = "axial", local_attention: str = "axial", **kwargs) -> None:
+        super().__init__(*args, global_attention=global_attention, local_attention=local_attention, **kwargs)
