@@ -152,13 +152,18 @@ def convert_authors_state_dict(
     for prefix in attention_prefixes:
         _split_attention_norms(converted, prefix, num_heads)
 
-    expected = set(network.state_dict())
-    missing, unexpected = sorted(expected - set(converted)), sorted(set(converted) - expected)
-    if missing or unexpected:
+    expected = network.state_dict()
+    missing, unexpected = sorted(set(expected) - set(converted)), sorted(set(converted) - set(expected))
+    reshaped = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in converted.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if missing or unexpected or reshaped:
         raise ValueError(
-            f"the converted checkpoint does not fit {type(network).__name__}: missing {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}. "
-            "Check img_size, in_channels/out_channels and the network variant."
+            f"the converted checkpoint does not fit {type(network).__name__}: missing keys {missing[:3]}, unexpected "
+            f"keys {unexpected[:3]}, shape mismatches {reshaped[:3]} (first three of each). Check img_size, "
+            "in_channels/out_channels and the network variant."
         )
     return converted
 

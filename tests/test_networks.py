@@ -1,0 +1,196 @@
+"""Behaviour of the MedT network family that users rely on: shapes, exactness against the authors' code, gates, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medt_monai.networks import gate_values, set_gates_trainable
+from medt_monai.networks.blocks import AxialAttention
+from medt_monai.networks.convert import convert_authors_state_dict, load_authors_checkpoint
+from medt_monai.networks.nets import AxialUNet, GatedAxialUNet, LoGo, MedT
+
+VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "original_vectors"
+FACTORIES = {"medt": MedT, "logo": LoGo, "axialunet": AxialUNet, "gated": GatedAxialUNet}
+VARIANTS = {
+    "medt": lambda **kw: MedT(**kw),
+    "medt_effective_gates": lambda **kw: MedT(gate_placement="effective", **kw),
+    "logo": lambda **kw: LoGo(**kw),
+    "gated_axial_unet": lambda **kw: GatedAxialUNet(**kw),
+    "axial_unet": lambda **kw: AxialUNet(**kw),
+    "medt_global": lambda **kw: MedT(branches=["global"], **kw),
+    "medt_local": lambda **kw: MedT(branches=["local"], **kw),
+}
+
+
+def _reference(name: str) -> dict:
+    path = VECTORS / f"{name}_128.pt"
+    if not path.exists():
+        pytest.skip(f"reference vectors not found at {path} (they live in ../shared/reference/original_vectors)")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_converted_authors_weights_reproduce_reference_outputs(name):
+    reference = _reference(name)
+    network = FACTORIES[name]().eval()
+    network.load_state_dict(convert_authors_state_dict(reference["state_dict"], network))
+    with torch.inference_mode():
+        output = network(reference["input"])
+    assert output.shape == reference["output"].shape == (2, 2, 128, 128)
+    assert (output - reference["output"]).abs().max().item() <= 1e-5
+
+
+def test_converter_accepts_dataparallel_prefix_and_checkpoint_files(tmp_path):
+    reference = _reference("gated")
+    wrapped = {f"module.{k}": v for k, v in reference["state_dict"].items()}
+    torch.save(wrapped, tmp_path / "authors.pth")
+    network = load_authors_checkpoint(GatedAxialUNet(), tmp_path / "authors.pth").eval()
+    with torch.inference_mode():
+        assert torch.allclose(network(reference["input"]), reference["output"], atol=1e-5)
+    gates = gate_values(network)["branch.stages.0.0.height_attention"]
+    assert gates.tolist() == pytest.approx(
+        [reference["state_dict"][f"layer1.0.hight_block.{g}"].item() for g in ("f_qr", "f_kr", "f_sv", "f_sve")]
+    )
+
+
+def test_converter_rejects_mismatched_network_and_bad_files(tmp_path):
+    reference = _reference("medt")
+    with pytest.raises(ValueError, match="MedT/LoGo model but the target network is AxialUNet"):
+        convert_authors_state_dict(reference["state_dict"], AxialUNet())
+    with pytest.raises(ValueError, match="does not fit MedT"):
+        convert_authors_state_dict(reference["state_dict"], MedT(img_size=256))
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="broken.pth: not a readable PyTorch checkpoint"):
+        load_authors_checkpoint(MedT(), broken)
+
+
+def test_parameter_counts_match_the_authors_effective_counts():
+    # The authors' code counts 1,560,140 for MedT, of which 35,570 are never used in forward (README table).
+    counts = {name: sum(p.numel() for p in FACTORIES[name]().parameters()) for name in FACTORIES}
+    assert counts == {"medt": 1_524_570, "logo": 1_529_498, "axialunet": 1_326_850, "gated": 1_326_914}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("size", [(128, 128), (256, 256), (192, 320)])
+def test_every_variant_returns_logits_of_the_input_size(name, size):
+    network = VARIANTS[name](img_size=size).eval()
+    with torch.inference_mode():
+        output = network(torch.rand(1, 3, *size))
+    assert output.shape == (1, 2, *size)
+    assert torch.isfinite(output).all()
+
+
+def test_smaller_inputs_than_img_size_use_the_central_relative_encodings():
+    network = MedT(img_size=256).eval()
+    with torch.inference_mode():
+        assert network(torch.rand(1, 3, 128, 192)).shape == (1, 2, 128, 192)
+
+
+def test_multiclass_output_and_single_channel_input_train():
+    network = MedT(in_channels=1, out_channels=4, img_size=64)
+    image, label = torch.rand(2, 1, 64, 64), torch.randint(0, 4, (2, 64, 64))
+    logits = network(image)
+    assert logits.shape == (2, 4, 64, 64)
+    torch.nn.functional.cross_entropy(logits, label).backward()
+    assert all(p.grad is not None for p in network.parameters())
+
+
+def test_local_branch_sees_every_patch_of_the_grid():
+    # The authors' loop only covered the top-left 128x128 at larger sizes; ours must react to every patch.
+    network = MedT(branches=["local"], img_size=256).eval()
+    image = torch.rand(1, 3, 256, 256)
+    with torch.inference_mode():
+        base = network(image)
+        image[..., 200:, 200:] += 1.0  # bottom-right patch only
+        changed = (network(image) - base).abs().amax(dim=1)[0]
+    assert changed[200:, 200:].max() > 1e-3
+    assert changed[:128, :128].max() == 0  # patches are independent in the local-only network
+
+
+def test_gates_freeze_and_unfreeze():
+    network = MedT(img_size=64)
+    assert set_gates_trainable(network, False) == 3 * 2 * 4  # 3 gated blocks x 2 axes x 4 gates
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2, weight_decay=1e-5)
+    before = gate_values(network)
+    torch.nn.functional.cross_entropy(network(torch.rand(2, 3, 64, 64)), torch.randint(0, 2, (2, 64, 64))).backward()
+    optimizer.step()
+    after = gate_values(network)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    set_gates_trainable(network, True)
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(network(torch.rand(2, 3, 64, 64)), torch.randint(0, 2, (2, 64, 64))).backward()
+    optimizer.step()
+    assert any(not torch.equal(after[k], v) for k, v in gate_values(network).items())
+
+
+def _relative_change_from_gate(placement: str) -> float:
+    torch.manual_seed(0)
+    layer = AxialAttention(16, 32, axis=0, kind="gated", gate_placement=placement).train()
+    x = torch.randn(4, 16, 32, 32)
+    base = layer(x)
+    with torch.no_grad():
+        layer.gate_q.fill_(1.0)
+        layer.gate_v2.fill_(1.0)
+    return ((layer(x) - base).norm() / base.norm()).item()
+
+
+def test_authors_gate_placement_is_cancelled_by_batchnorm_effective_placement_is_not():
+    assert _relative_change_from_gate("authors") < 0.02
+    assert _relative_change_from_gate("effective") > 0.2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"spatial_dims": 3}, "spatial_dims=3 is not supported"),
+        ({"channels": (24, 48, 96, 192)}, "multiple of 4 \\* num_heads = 32"),
+        ({"img_size": (128,)}, "img_size must be"),
+        ({"patch_grid": (4, 0)}, "patch_grid must be"),
+        ({"branches": ["middle"]}, "branches must be"),
+        ({"global_attention": "gaussian"}, "kind must be one of"),
+        ({"gate_placement": "inside"}, "gate_placement must be one of"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MedT(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "network, size, message",
+    [
+        (MedT(img_size=128), (96, 128), "height must be a multiple of 64"),
+        (MedT(img_size=128), (128, 256), "width a multiple of 64 and at most 128"),
+        (AxialUNet(img_size=64), (40, 64), "multiple of 16"),
+    ],
+)
+def test_unsupported_input_sizes_raise_a_clear_error(network, size, message):
+    with pytest.raises(ValueError, match=message):
+        network(torch.rand(1, 3, *size))
+
+
+def test_torchscript_trace_matches_eager():
+    network = MedT(img_size=64).eval()
+    image = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = network(image)
+    traced = torch.jit.trace(network, image, check_trace=False)
+    with torch.inference_mode():
+        assert (traced(image) - expected).abs().max() <= 1e-4
+
+
+def test_onnx_export_matches_eager(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    network = MedT(img_size=64).eval()
+    image = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        expected = network(image).numpy()
+    path = tmp_path / "medt.onnx"
+    torch.onnx.export(network, (image,), str(path), input_names=["image"], output_names=["pred"], dynamo=True)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run(None, {"image": image.numpy()})
+    assert abs(output - expected).max() <= 1e-4
