@@ -1,0 +1,24 @@
+"""Transforms MONAI lacks for 2D medical image segmentation data (array and dictionary versions)."""
+
+from __future__ import annotations
+
+from medt_monai.transforms.array import MaskToLabel, ToChannels
+from medt_monai.transforms.dictionary import (
+    MaskToLabelD,
+    MaskToLabeld,
+    MaskToLabelDict,
+    ToChannelsD,
+    ToChannelsd,
+    ToChannelsDict,
+)
+
+__all__ = [
+    "ToChannels",
+    "MaskToLabel",
+    "ToChannelsd",
+    "ToChannelsD",
+    "ToChannelsDict",
+    "MaskToLabeld",
+    "MaskToLabelD",
+    "MaskToLabelDict",
+]

@@ -1,0 +1,141 @@
+"""Array transforms MONAI lacks for 2D histology / ultrasound segmentation data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.config import NdarrayOrTensor
+from monai.data import MetaTensor
+from monai.transforms import Transform
+from monai.utils import convert_to_tensor
+
+__all__ = ["ToChannels", "MaskToLabel", "source_name"]
+
+#: ITU-R BT.601 luma weights, the ones PIL uses for ``convert("L")``.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def source_name(img: Any, default: str = "<array>") -> str:
+    """Return the file an image came from (MetaTensor meta ``filename_or_obj``) for error messages."""
+    if isinstance(img, MetaTensor):
+        name = img.meta.get("filename_or_obj")
+        if name:
+            return str(name)
+    return default
+
+
+def _range_max(x: torch.Tensor) -> float:
+    """Return the nominal full-scale value of ``x``: 1, 255, 65535, or its own max beyond that."""
+    m = float(x.max()) if x.numel() else 0.0
+    for full_scale in (1.0, 255.0, 65535.0):
+        if m <= full_scale:
+            return full_scale
+    return m
+
+
+class ToChannels(Transform):
+    """Convert a channel-first 2D image to a float tensor with exactly ``channels`` channels.
+
+    Accepted inputs (any dtype, 8- or 16-bit included; intensities are not rescaled, use
+    ``ScaleIntensityRange`` for that): 1 channel (gray), 2 (gray + alpha), 3 (RGB), 4 (RGBA).
+    Alpha is dropped; gray is repeated to 3 channels when ``channels == 3``; RGB becomes luma
+    (BT.601, as PIL's ``convert("L")``) when ``channels == 1``.
+
+    Args:
+        channels: number of output channels, 1 or 3.
+
+    Raises:
+        ValueError: ``channels`` is not 1 or 3, or the input is not channel-first 2D with 1-4
+            channels (the message names the source file).
+    """
+
+    def __init__(self, channels: int) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"ToChannels: channels must be 1 or 3, got {channels}.")
+        self.channels = channels
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        name = source_name(img)
+        x = convert_to_tensor(img, track_meta=True)
+        if x.ndim != 3:
+            raise ValueError(
+                f"{name}: expected a channel-first 2D image (C, H, W), got shape {tuple(x.shape)}; "
+                "use EnsureChannelFirstd before ToChannelsd."
+            )
+        c = x.shape[0]
+        if c not in (1, 2, 3, 4):
+            raise ValueError(
+                f"{name}: image has {c} channels; supported are 1 (gray), 2 (gray+alpha), 3 (RGB), 4 (RGBA)."
+            )
+        x = x.float()
+        if c in (2, 4):  # drop alpha
+            x = x[: c - 1]
+        if x.shape[0] == self.channels:
+            return x
+        if self.channels == 3:  # gray -> RGB
+            return x.repeat(3, 1, 1)
+        w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        return (x * w).sum(dim=0, keepdim=True)
+
+
+class MaskToLabel(Transform):
+    """Convert a segmentation mask to a one-channel label map.
+
+    With ``binary=True`` the result is {0, 1}: colour (RGB/RGBA/gray+alpha) masks are first
+    collapsed to one channel (maximum over colour channels, alpha dropped), then thresholded at
+    ``threshold`` times the mask's full-scale value (1 when the data max is <= 1, 255 when <= 255,
+    65535 when <= 65535), so 0/1 masks, 0/255 masks and JPEG-noisy 0/255 masks all map to {0, 1}.
+    ``threshold=None`` maps every non-zero value to 1 (use it for instance label maps such as
+    GlaS ``*_anno.bmp``, whose ids 1..N are small). With ``binary=False`` an integer label map
+    (1 channel, e.g. palette indices) is kept as is (rounded).
+
+    Args:
+        threshold: fraction of the full-scale value above which a pixel is foreground, in
+            (0, 1); None for "non-zero is foreground".
+        binary: map to {0, 1} (True) or keep integer class ids (False).
+        dtype: output dtype (values are integers either way); float32 composes with MONAI's
+            spatial transforms and losses without conversions.
+
+    Raises:
+        ValueError: bad ``threshold``; the mask is not channel-first 2D; ``binary=False`` with a
+            multi-channel mask whose channels differ (the message names the source file).
+    """
+
+    def __init__(
+        self, threshold: float | None = 0.5, binary: bool = True, dtype: torch.dtype = torch.float32
+    ) -> None:
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"MaskToLabel: threshold must be in (0, 1) or None, got {threshold}.")
+        self.threshold = threshold
+        self.binary = binary
+        self.dtype = dtype
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        name = source_name(img)
+        x = convert_to_tensor(img, track_meta=True)
+        if x.ndim != 3:
+            raise ValueError(
+                f"{name}: expected a channel-first 2D mask (C, H, W), got shape {tuple(x.shape)}; "
+                "use EnsureChannelFirstd before MaskToLabeld."
+            )
+        c = x.shape[0]
+        if c > 4:
+            raise ValueError(f"{name}: mask has {c} channels; supported are 1, 2 (with alpha), 3 (RGB), 4 (RGBA).")
+        x = x.float()
+        if c in (2, 4):
+            x = x[: c - 1]
+        if x.shape[0] > 1:
+            if not self.binary and not bool((x == x[:1]).all()):
+                raise ValueError(
+                    f"{name}: binary=False needs a one-channel integer label map (or palette indices), "
+                    f"got a {x.shape[0]}-channel colour mask; convert its colours to class ids first."
+                )
+            x = x.amax(dim=0, keepdim=True)
+        if not self.binary:
+            out = torch.round(x)
+        elif self.threshold is None:
+            out = (x > 0).float()
+        else:
+            out = (x > self.threshold * _range_max(x.as_tensor() if isinstance(x, MetaTensor) else x)).float()
+        return out.to(self.dtype)

@@ -1,0 +1,453 @@
+"""Datalists, transforms, demo set and bad-input handling, on small fixtures the tests create."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Invertd
+from PIL import Image
+
+import medt_monai.data as D
+from medt_monai.data import datalists as DL
+from medt_monai.transforms import MaskToLabel, MaskToLabeld, ToChannels, ToChannelsd
+
+# ---------------------------------------------------------------- helpers
+
+
+def _png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return path
+
+
+def _pair_folder(root: Path, names: list[str], size: tuple[int, int] = (24, 32), img="images", msk="masks") -> Path:
+    rng = np.random.default_rng(0)
+    for n in names:
+        _png(root / img / f"{n}.png", rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+        m = np.zeros(size, np.uint8)
+        m[4:12, 5:20] = 255
+        _png(root / msk / f"{n}.png", m)
+    return root
+
+
+def _mt(arr, name: str = "/data/x.png") -> MetaTensor:
+    return MetaTensor(torch.as_tensor(arr), meta={"filename_or_obj": name})
+
+
+# ---------------------------------------------------------------- transforms
+
+
+@pytest.mark.parametrize(
+    "c_in,channels,expect_c", [(1, 3, 3), (1, 1, 1), (2, 1, 1), (2, 3, 3), (3, 3, 3), (3, 1, 1), (4, 3, 3), (4, 1, 1)]
+)
+def test_to_channels_shapes(c_in, channels, expect_c):
+    x = torch.randint(0, 255, (c_in, 5, 6)).to(torch.uint8)
+    out = ToChannelsd("image", channels=channels)({"image": _mt(x)})["image"]
+    assert out.shape == (expect_c, 5, 6) and out.dtype == torch.float32
+
+
+def test_to_channels_values():
+    rgb = torch.tensor([255.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 2, 2)
+    assert torch.allclose(ToChannels(1)(rgb), torch.full((1, 2, 2), 0.299 * 255))
+    rgba = torch.cat([rgb, torch.zeros(1, 2, 2)])
+    assert torch.equal(ToChannels(3)(rgba), rgb.float())  # alpha dropped, colours unchanged
+    gray16 = torch.full((1, 2, 2), 60000, dtype=torch.int32)
+    out = ToChannels(3)(gray16)
+    assert out.shape == (3, 2, 2) and float(out.max()) == 60000.0  # no clipping of 16-bit data
+
+
+def test_to_channels_errors_name_file():
+    with pytest.raises(ValueError, match=r"/data/five\.tif.*5 channels"):
+        ToChannels(3)(_mt(torch.zeros(5, 4, 4), "/data/five.tif"))
+    with pytest.raises(ValueError, match=r"/data/flat\.png.*channel-first"):
+        ToChannels(3)(_mt(torch.zeros(4, 4), "/data/flat.png"))
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+        ToChannels(2)
+
+
+def test_mask_to_label_scales():
+    for arr in ([0, 255], [0, 1], [0, 65535]):
+        out = MaskToLabel()(torch.tensor(arr, dtype=torch.float32).view(1, 1, 2))
+        assert out.tolist() == [[[0.0, 1.0]]]
+    noisy = torch.tensor([0, 3, 20, 120, 140, 240, 255], dtype=torch.float32).view(1, 1, -1)  # JPEG-like
+    assert MaskToLabel()(noisy).flatten().tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert MaskToLabel(threshold=0.05)(noisy).flatten().tolist() == [0, 0, 1, 1, 1, 1, 1]
+    inst = torch.tensor([0, 1, 2, 17], dtype=torch.float32).view(1, 1, -1)  # instance ids
+    assert MaskToLabel(threshold=None)(inst).flatten().tolist() == [0, 1, 1, 1]
+    assert MaskToLabel(binary=False)(inst).flatten().tolist() == [0, 1, 2, 17]
+    with pytest.raises(ValueError, match="threshold"):
+        MaskToLabel(threshold=1.5)
+
+
+def test_mask_to_label_colour_masks():
+    rgb = torch.zeros(3, 2, 2)
+    rgb[0, 0, 0] = 255  # red foreground pixel
+    rgb[1, 1, 1] = 200  # green foreground pixel
+    out = MaskToLabeld("label")({"label": rgb})["label"]
+    assert out.shape == (1, 2, 2) and out.flatten().tolist() == [1, 0, 0, 1]
+    rgba = torch.cat([rgb, torch.full((1, 2, 2), 255.0)])
+    assert MaskToLabel()(rgba).flatten().tolist() == [1, 0, 0, 1]
+    with pytest.raises(ValueError, match=r"/m/col\.png.*binary=False"):
+        MaskToLabel(binary=False)(_mt(rgb, "/m/col.png"))
+
+
+def test_mask_to_label_jpeg_noisy_file(tmp_path):
+    yy, xx = np.mgrid[0:32, 0:32]
+    m = (((yy - 15.3) ** 2 + (xx - 17.1) ** 2) < 81).astype(np.uint8) * 255
+    Image.fromarray(m).save(tmp_path / "m.jpg", quality=60)
+    noisy = np.asarray(Image.open(tmp_path / "m.jpg"))
+    assert len(np.unique(noisy)) > 2  # really JPEG-noisy
+    out = MaskToLabel()(torch.as_tensor(noisy[None].astype(np.float32)))
+    assert torch.equal(out[0].bool(), torch.as_tensor(m > 0))
+
+
+# ---------------------------------------------------------------- demo set
+
+
+def test_demo_dataset(tmp_path):
+    root = D.make_demo_dataset(tmp_path / "demo", seed=0)
+    counts = {s: len(list((root / s / "img").glob("*.png"))) for s in ("train", "val", "test")}
+    assert counts == {"train": 40, "val": 10, "test": 10}
+    sizes = set()
+    for img in (root / "train" / "img").glob("*.png"):
+        im, m = Image.open(img), Image.open(root / "train" / "labelcol" / img.name)
+        assert im.mode == "RGB" and m.mode == "L" and im.size == m.size
+        vals = set(np.unique(np.asarray(m)).tolist())
+        assert vals <= {0, 255} and 255 in vals
+        sizes.add(im.size)
+    assert sizes == {(128, 128), (160, 128)}
+    # idempotent: second call returns immediately without rewriting
+    mtime = (root / "train" / "img" / "train_000.png").stat().st_mtime_ns
+    assert D.make_demo_dataset(root, seed=0) == root
+    assert (root / "train" / "img" / "train_000.png").stat().st_mtime_ns == mtime
+    # deterministic
+    other = D.make_demo_dataset(tmp_path / "demo2", seed=0)
+    for rel in ("train/img/train_007.png", "test/labelcol/test_003.png"):
+        assert (root / rel).read_bytes() == (other / rel).read_bytes()
+    seed1 = D.make_demo_dataset(tmp_path / "demo3", seed=1)
+    assert (root / "train/img/train_000.png").read_bytes() != (seed1 / "train/img/train_000.png").read_bytes()
+
+
+def test_demo_dataset_default_dir_and_atomicity(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDT_MONAI_DATA_DIR", str(tmp_path / "env_demo"))
+    assert D.default_data_dir() == tmp_path / "env_demo"
+    calls = {"n": 0}
+    real_save = Image.Image.save
+
+    def failing_save(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise OSError("disk full (simulated)")
+        return real_save(self, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError, match="simulated"):
+        D.make_demo_dataset()
+    assert list(tmp_path.iterdir()) == []  # nothing half-written, no temp folder left
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert D.make_demo_dataset() == tmp_path / "env_demo"
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="busy"):
+        D.make_demo_dataset(tmp_path / "busy")
+
+
+# ---------------------------------------------------------------- datalists and splits
+
+
+def test_unknown_name():
+    with pytest.raises(ValueError, match="demo, medt, glas, monuseg, decathlon, folder"):
+        D.dataset_splits("kaggle", root=".")
+
+
+def test_demo_splits(tmp_path):
+    s = D.dataset_splits("demo", root=tmp_path / "d")
+    assert {k: len(v) for k, v in s.items()} == {"train": 40, "validation": 10, "test": 10}
+    assert all(set(d) == {"image", "label"} for v in s.values() for d in v)
+
+
+def test_medt_layout_carving_and_kfold(tmp_path):
+    _pair_folder(tmp_path, [f"im{i}" for i in range(20)], img="train/img", msk="train/labelcol")
+    s = D.dataset_splits("medt", root=tmp_path, val_fraction=0.2, test_fraction=0.2, seed=3)
+    assert {k: len(v) for k, v in s.items()} == {"train": 12, "validation": 4, "test": 4}
+    names = [{d["image"] for d in s[k]} for k in ("train", "validation", "test")]
+    assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
+    assert D.dataset_splits("medt", root=tmp_path, val_fraction=0.2, test_fraction=0.2, seed=3) == s
+    assert D.dataset_splits("medt", root=tmp_path, val_fraction=0.2, test_fraction=0.2, seed=4) != s
+    vals = []
+    for fold in range(4):
+        f = D.dataset_splits("medt", root=tmp_path, test_fraction=0.2, seed=3, num_folds=4, fold=fold)
+        assert f["test"] == s["test"]  # test fixed; validation never from test
+        assert not ({d["image"] for d in f["validation"]} & {d["image"] for d in f["test"]})
+        assert len(f["train"]) + len(f["validation"]) == 16
+        vals += [d["image"] for d in f["validation"]]
+    assert len(vals) == len(set(vals)) == 16  # folds partition the non-test data
+    with pytest.raises(ValueError, match="num_folds"):
+        D.dataset_splits("medt", root=tmp_path, num_folds=4, fold=4)
+
+
+def test_medt_layout_existing_splits(tmp_path):
+    _pair_folder(tmp_path, ["a", "b", "c"], img="train/img", msk="train/labelcol")
+    _pair_folder(tmp_path, ["d"], img="val/img", msk="val/labelcol")
+    _pair_folder(tmp_path, ["e", "f"], img="test/img", msk="test/labelcol")
+    s = D.dataset_splits("medt", root=tmp_path)
+    assert [Path(d["image"]).name for d in s["validation"]] == ["d.png"]
+    assert [Path(d["image"]).name for d in s["test"]] == ["e.png", "f.png"]
+    assert len(s["train"]) == 3
+
+
+def test_glas_official_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("testA", 2), ("testB", 1)):
+        for i in range(1, n + 1):
+            Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(tmp_path / f"{split}_{i}.bmp")
+            inst = np.zeros((20, 30), np.uint8)
+            inst[2:6, 2:6], inst[10:15, 10:20] = 1, 2  # two gland instances
+            Image.fromarray(inst).save(tmp_path / f"{split}_{i}_anno.bmp")
+    (tmp_path / "Grade.csv").write_text("name,patient ID,GlaS,grade (Sirinukunwattana et al. 2015)\n")
+    s = D.dataset_splits("glas", root=tmp_path, val_fraction=0.2, seed=0)
+    assert len(s["test"]) == 3 and len(s["train"]) + len(s["validation"]) == 6 and len(s["validation"]) >= 1
+    assert any("testA_1" in d["image"] for d in s["test"]) and any("testB_1" in d["image"] for d in s["test"])
+    label = np.asarray(Image.open(s["train"][0]["label"]))
+    assert set(np.unique(label).tolist()) == {0, 255} and (label > 0).sum() == 16 + 50
+    out = D.get_transforms("eval", img_size=32)(s["train"][0])
+    assert set(out["label"].unique().tolist()) == {0.0, 1.0}
+    (tmp_path / "train_7.bmp").write_bytes((tmp_path / "train_1.bmp").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"train_7\.bmp.*train_7_anno\.bmp"):
+        D.dataset_splits("glas", root=tmp_path)
+
+
+_XML = """<Annotations MicronsPerPixel="0.25"><Annotation Id="1"><Regions>{regions}</Regions></Annotation></Annotations>"""
+
+
+def _region(rid: int, pts) -> str:
+    verts = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in pts)
+    return f'<Region Id="{rid}"><Vertices>{verts}</Vertices></Region>'
+
+
+def test_monuseg_xml(tmp_path):
+    square = [(10, 5), (30, 5), (30, 25), (10, 25)]
+    triangle = [(40, 40), (59.5, 40), (40, 59.5)]
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(_XML.format(regions=_region(1, square) + _region(2, triangle)))
+    _png(tmp_path / "Tissue Images" / "a.tif", np.zeros((64, 64, 3), np.uint8))
+    mask = D.rasterize_xml(tmp_path / "Annotations" / "a.xml", (64, 64))
+    assert mask.dtype == np.uint8 and set(np.unique(mask).tolist()) == {0, 255}
+    assert mask[15, 20] == 255 and mask[45, 45] == 255 and mask[2, 2] == 0 and mask[58, 58] == 0
+    assert abs(int((mask[:32] > 0).sum()) - 20 * 20) <= 2 * 21
+    items = D.monuseg_datalist(tmp_path)
+    assert len(items) == 1 and np.array_equal(np.asarray(Image.open(items[0]["label"])), mask)
+    cached = Path(items[0]["label"]).stat().st_mtime_ns
+    assert D.monuseg_datalist(tmp_path)[0]["label"] == items[0]["label"]  # rasterised once
+    assert Path(items[0]["label"]).stat().st_mtime_ns == cached
+
+
+def test_monuseg_broken_xml(tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<Annotations><Region Id='1'><Vertex X='1'")
+    with pytest.raises(ValueError, match=r"bad\.xml.*not well-formed"):
+        D.rasterize_xml(bad, (8, 8))
+    nan = tmp_path / "nan.xml"
+    nan.write_text(_XML.format(regions=_region(7, [(1, 1), ("abc", 2), (3, 3)])))
+    with pytest.raises(ValueError, match=r"nan\.xml.*Id=7.*non-numeric"):
+        D.rasterize_xml(nan, (8, 8))
+    empty = tmp_path / "empty.xml"
+    empty.write_text("<Annotations/>")
+    with pytest.raises(ValueError, match=r"empty\.xml.*no <Region>"):
+        D.rasterize_xml(empty, (8, 8))
+    short = tmp_path / "short.xml"
+    short.write_text(_XML.format(regions=_region(3, [(1, 1), (5, 5)]) + _region(4, [(0, 0), (6, 0), (6, 6), (0, 6)])))
+    with pytest.warns(UserWarning, match=r"short\.xml.*Id=3.*skipped"):
+        m = D.rasterize_xml(short, (8, 8))
+    assert m[3, 3] == 255
+    # a broken XML inside a data set leaves no cached mask behind
+    (tmp_path / "ds").mkdir()
+    _png(tmp_path / "ds" / "x.tif", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "ds" / "x.xml").write_text(nan.read_text())
+    with pytest.raises(ValueError, match=r"x\.xml"):
+        D.monuseg_datalist(tmp_path / "ds", cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_decathlon_json_nifti(tmp_path):
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(6):
+        img = rng.normal(100, 30, (20, 24)).astype(np.float32)
+        lab = np.zeros((20, 24), np.uint8)
+        lab[5:10, 5:15] = 1
+        lab[12:16, 2:6] = 2
+        nib.save(nib.Nifti1Image(img, np.eye(4)), tmp_path / f"img{i}.nii.gz")
+        nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / f"lab{i}.nii.gz")
+        entries.append({"image": f"img{i}.nii.gz", "label": f"lab{i}.nii.gz"})
+    js = tmp_path / "dataset.json"
+    js.write_text(json.dumps({"training": entries[:5], "test": [entries[5]["image"]]}))
+    s = D.dataset_splits("decathlon", root=js, val_fraction=0.2)
+    assert len(s["train"]) == 4 and len(s["validation"]) == 1 and len(s["test"]) == 1
+    assert Path(s["train"][0]["image"]).is_absolute() and "label" not in s["test"][0]
+    out = D.get_transforms("eval", img_size=32, in_channels=1, binary=False, intensity="percentile")(s["train"][0])
+    assert out["image"].shape == (1, 32, 32) and float(out["image"].max()) <= 1.0
+    assert set(out["label"].unique().tolist()) == {0.0, 1.0, 2.0}  # multi-class kept as integers
+    # label ids 1, 2 are far below the 0/255 full scale: "non-zero is foreground" needs threshold=None
+    out3 = D.get_transforms("eval", img_size=32, in_channels=3, threshold=None)(s["train"][0])
+    assert out3["image"].shape == (3, 32, 32) and set(out3["label"].unique().tolist()) == {0.0, 1.0}
+    js.write_text(json.dumps({"training": [{"image": "nope.nii.gz", "label": "lab0.nii.gz"}]}))
+    with pytest.raises(FileNotFoundError, match=r"nope\.nii\.gz"):
+        D.dataset_splits("decathlon", root=js)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_folder_bad_inputs(tmp_path):
+    root = _pair_folder(tmp_path / "ok", ["a", "b", "c", "d"])
+    assert len(D.folder_datalist(root / "images", root / "masks")) == 4
+    # mask missing
+    (root / "masks" / "c.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"mask missing for image .*images/c\.png"):
+        D.folder_datalist(root / "images", root / "masks")
+    # mask size differs from its image
+    _png(root / "masks" / "c.png", np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match=r"masks/c\.png has size \(10, 10\).*images/c\.png"):
+        D.folder_datalist(root / "images", root / "masks")
+    _png(root / "masks" / "c.png", np.zeros((24, 32), np.uint8))
+    # duplicate names
+    _png(root / "images" / "a.bmp", np.zeros((24, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"duplicate name 'a'"):
+        D.folder_datalist(root / "images", root / "masks")
+    (root / "images" / "a.bmp").unlink()
+    # corrupt header
+    (root / "images" / "b.png").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=r"images/b\.png: cannot read as an image"):
+        D.folder_datalist(root / "images", root / "masks")
+    # truncated image: header ok, pixel data cut -> caught with verify="full"
+    _pair_folder(root, ["b"], size=(64, 64))
+    _png(root / "images" / "b.png", np.random.default_rng(1).integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    data = (root / "images" / "b.png").read_bytes()
+    (root / "images" / "b.png").write_bytes(data[: len(data) // 2])
+    _png(root / "masks" / "b.png", np.zeros((24, 32), np.uint8))
+    assert len(D.folder_datalist(root / "images", root / "masks")) == 4  # header check cannot see it
+    with pytest.raises(ValueError, match=r"images/b\.png.*truncated"):
+        D.folder_datalist(root / "images", root / "masks", verify="full")
+    # empty / missing folders
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "masks").mkdir()
+    with pytest.raises(ValueError, match=r"empty/images: no image files"):
+        D.dataset_splits("folder", root=tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"nowhere"):
+        D.dataset_splits("folder", root=tmp_path / "nowhere")
+
+
+def test_special_image_formats_through_chain(tmp_path):
+    """RGBA, 16-bit, palette images and JPEG masks load into the configured shape and range."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 255, (20, 30, 4), dtype=np.uint8)
+    _png(tmp_path / "images" / "rgba.png", rgba, "RGBA")
+    g16 = (rng.random((20, 30)) * 60000).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "images" / "g16.png")
+    assert Image.open(tmp_path / "images" / "g16.png").mode.startswith("I")
+    pal = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).convert("P", palette=Image.ADAPTIVE)
+    pal.save(tmp_path / "images" / "pal.png")
+    m = np.zeros((20, 30), np.uint8)
+    m[5:15, 5:25] = 255
+    for n in ("rgba", "g16"):
+        _png(tmp_path / "masks" / f"{n}.png", m)
+    Image.fromarray(m).save(tmp_path / "masks" / "pal.jpg", quality=50)  # JPEG-noisy mask
+    pmask = Image.fromarray((m > 0).astype(np.uint8), mode="P")
+    pmask.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pmask.save(tmp_path / "masks" / "rgba.png")  # palette mask: indices 0/1
+    items = D.folder_datalist(tmp_path / "images", tmp_path / "masks")
+    xf = D.get_transforms("eval", img_size=(16, 32), in_channels=3)
+    for item in items:
+        out = xf(item)
+        assert out["image"].shape == (3, 16, 32) and out["image"].dtype == torch.float32
+        assert 0.0 <= float(out["image"].min()) and float(out["image"].max()) <= 1.0
+        assert float(out["image"].max()) > 0.5  # 16-bit scaled by 65535, not clipped to 0/1 by 255
+        assert set(out["label"].unique().tolist()) == {0.0, 1.0}
+        assert abs(float(out["label"].mean()) - float((m > 0).mean())) < 0.05
+
+
+def test_infer_resize_inverted(tmp_path):
+    root = D.make_demo_dataset(tmp_path / "demo")
+    img = root / "test" / "img" / "test_003.png"  # 128 (H) x 160 (W)
+    xf = D.get_transforms("infer", img_size=64)
+    d = xf({"image": str(img)})
+    assert d["image"].shape == (3, 64, 64)
+    d["pred"] = MetaTensor(torch.ones(1, 64, 64), meta=d["image"].meta, applied_operations=d["image"].applied_operations)
+    inv = Invertd("pred", transform=xf, orig_keys="image", nearest_interp=True)(d)
+    assert inv["pred"].shape[1:] == (160, 128)  # MONAI PIL spatial order (W, H)
+
+
+def test_train_chain_and_datasets(tmp_path):
+    s = D.dataset_splits("demo", root=tmp_path / "demo")
+    xf = D.get_transforms("train", img_size=64, in_channels=1)
+    for cache in ("memory", "none"):
+        ds = D.get_dataset(s["train"][:3], xf, cache=cache)
+        out = ds[1]
+        assert out["image"].shape == (1, 64, 64) and out["label"].shape == (1, 64, 64)
+        assert set(out["label"].unique().tolist()) <= {0.0, 1.0}
+    ds = D.get_dataset(s["train"][:2], xf, cache="disk", cache_dir=tmp_path / "pc")
+    assert ds[0]["image"].shape == (1, 64, 64) and any((tmp_path / "pc").iterdir())
+    with pytest.raises(ValueError, match="cache_dir"):
+        D.get_dataset(s["train"], xf, cache="disk")
+    with pytest.raises(ValueError, match="cache must be"):
+        D.get_dataset(s["train"], xf, cache="ram")
+    with pytest.raises(ValueError, match="mode must be"):
+        D.get_transforms("test")
+
+
+def test_image_size_itk_formats(tmp_path):
+    import itk
+
+    arr = np.zeros((12, 20), np.float32)
+    itk.imwrite(itk.image_from_array(arr), str(tmp_path / "x.mha"))
+    assert DL.image_size(tmp_path / "x.mha") == (20, 12)
+    nib.save(nib.Nifti1Image(np.zeros((20, 12), np.float32), np.eye(4)), tmp_path / "x.nii")
+    assert DL.image_size(tmp_path / "x.nii") == (20, 12)
+    assert os.path.exists(tmp_path / "x.mha")
+
+
+# ---------------------------------------------------------------- scripts/prepare_data.py
+
+
+def _load_prepare():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
+    spec = importlib.util.spec_from_file_location("prepare_data", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def test_prepare_data_glas_atomic(tmp_path):
+    prep = _load_prepare()
+    src = tmp_path / "glas"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("train_1", "train_2", "testA_1"):
+        Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(src / f"{name}.bmp")
+        inst = np.zeros((10, 12), np.uint8)
+        inst[2:5, 3:9] = 3
+        Image.fromarray(inst).save(src / f"{name}_anno.bmp")
+    out = prep.prepare(tmp_path / "out", glas=src)
+    s = D.dataset_splits("medt", root=out)
+    assert len(s["test"]) == 1 and len(s["train"]) + len(s["validation"]) == 2
+    assert set(np.unique(np.asarray(Image.open(out / "train" / "labelcol" / "train_1.png"))).tolist()) == {0, 255}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["glas", "out"]  # no temp folder left
+    # a truncated image: error names it, nothing written
+    data = (src / "train_2.bmp").read_bytes()
+    (src / "train_2.bmp").write_bytes(data[: len(data) // 2])
+    assert prep.main(["--out", str(tmp_path / "out2"), "--glas", str(src)]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["glas", "out"]
+    with pytest.raises(ValueError, match=r"train_2\.bmp"):
+        prep.prepare(tmp_path / "out3", glas=src)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        prep.prepare(out, glas=src)
