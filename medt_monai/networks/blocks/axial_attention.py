@@ -100,6 +100,10 @@ class AxialAttention(nn.Module):
             self.gate_k = nn.Parameter(torch.tensor(0.1))
             self.gate_v1 = nn.Parameter(torch.tensor(1.0))
             self.gate_v2 = nn.Parameter(torch.tensor(0.1))
+        #: attend at most this many lines (rows or columns) at a time; ``None`` (default): about :data:`CHUNK_LOGITS`
+        #: logits per chunk on CPU, so the ``(lines, G, L, L)`` tensors of a chunk stay in cache, and all lines at once on
+        #: other devices. Set it for a whole network with :func:`medt_monai.networks.set_memory_lean`.
+        self.max_lines: int | None = None
 
     def gates(self) -> list[nn.Parameter]:
         """The four gates ``[G_Q, G_K, G_V1, G_V2]`` of Eq. 3 (empty unless ``kind="gated"``)."""
@@ -110,12 +114,6 @@ class AxialAttention(nn.Module):
         positions = torch.arange(length, device=self.relative_position.device)
         offsets = positions[:, None] - positions[None, :] + (self.axis_length - 1)
         return self.relative_position[:, offsets]
-
-    def _gate(self, term: torch.Tensor, gate: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-        """Normalise one term of Eq. 3 and apply its gate where ``gate_placement`` puts it."""
-        if self.gates_after_norm:
-            return gate * norm(term)
-        return norm(gate * term)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -135,36 +133,188 @@ class AxialAttention(nn.Module):
                 f"input {'height' if self.axis == 0 else 'width'} {length} exceeds the {self.axis_length} positions "
                 "this layer's relative encodings were built for; build the network with a larger img_size."
             )
-        qkv = self.qkv_norm(self.to_qkv(x))  # (N, 2C, H, W)
+        if self.qkv_norm.training:
+            qkv = self.qkv_norm(self.to_qkv(x))  # (N, 2C, H, W)
+        else:
+            # Eval: BatchNorm after a bias-free 1x1 conv is a per-channel affine, folded into the conv's weight/bias.
+            scale, shift = _norm_affine(self.qkv_norm)
+            qkv = F.conv2d(x, self.to_qkv.weight * scale[:, None, None, None], shift)
         # Every line along the attended axis becomes a sequence: (N, 2C, H, W) -> (N, other, 2C, L) -> (B, G, 2d, L).
         qkv = qkv.movedim(dim, -1).movedim(1, -2)
         lines_shape = qkv.shape[:-2]
         qkv = qkv.reshape(-1, self.num_heads, 2 * self.head_channels, length)
-        half = self.head_channels // 2
-        q, k, v = torch.split(qkv, [half, half, self.head_channels], dim=2)  # (B, G, d/2 | d/2 | d, L)
+        half, d = self.head_channels // 2, self.head_channels
+        q, k, v = torch.split(qkv, [half, half, d], dim=2)  # (B, G, d/2 | d/2 | d, L)
+        lines = qkv.shape[0]
 
-        logits = self.qk_norm(torch.einsum("bgci,bgcj->bgij", q, k))  # (B, G, L, L)
+        # The three logit terms' BatchNorms (and gates) become per-head factors folded into q and k, with statistics in
+        # closed form (training) or running statistics (eval): nothing couples the lines after this point.
+        train, heads = self.qk_norm.training, (self.num_heads, 1, 1)
+        gate_q, gate_k, gate_v1, gate_v2 = self.gates() if self.gated else (None,) * 4
+        scale, shift = _norm_affine(self.qk_norm, _product_moments(q, k) if train else None)
+        q_k = q * scale.view(heads)
         if self.positional:
-            r_q, r_k, r_v = torch.split(self.relative_embeddings(length), [half, half, self.head_channels])
-            qr = torch.einsum("bgci,cij->bgij", q, r_q)  # q_i . r^q_ij
-            kr = torch.einsum("bgcj,cji->bgij", k, r_k)  # k_j . r^k_ji
-            if self.gated:
-                logits = logits + self._gate(qr, self.gate_q, self.qr_norm) + self._gate(kr, self.gate_k, self.kr_norm)
-            else:
-                logits = logits + self.qr_norm(qr) + self.kr_norm(kr)
-        attention = F.softmax(logits, dim=-1)
+            r_q, r_k, r_v = torch.split(self.relative_embeddings(length), [half, half, d])  # (d/2 | d/2 | d, L, L)
+            after = self.gates_after_norm
+            scale_qr, shift_qr = _norm_affine(self.qr_norm, _position_moments(q, r_q) if train else None, gate_q, after)
+            scale_kr, shift_kr = _norm_affine(self.kr_norm, _position_moments(k, r_k) if train else None, gate_k, after)
+            q_r, k_r = q * scale_qr.view(heads), k * scale_kr.view(heads)
+            shift = shift + shift_qr + shift_kr
+            # encodings laid out once as (position, ., .) matrices for _attend's products batched over that position
+            encodings = (r_q.transpose(0, 1).contiguous(), r_k.transpose(0, 1).contiguous(), r_v.permute(1, 2, 0).contiguous())
+        shift = shift.view(heads)
 
-        batch = attention.shape[0]
-        values = torch.einsum("bgij,bgcj->bgci", attention, v).reshape(batch, self.channels, length)  # (B, C, L)
+        chunk = self.max_lines or (max(1, CHUNK_LOGITS // (self.num_heads * length * length)) if x.is_cpu else lines)
+        parts = []
+        for start in range(0, lines, chunk):
+            s = slice(start, start + chunk)
+            relative = (q_r[s], k_r[s], *encodings) if self.positional else None
+            parts.append(_attend(q_k[s], k[s], v[s], shift, relative))
+        out = self._normalise_values(_cat([part[0] for part in parts]), self.value_norm, gate_v1)  # (B, G, L, d)
         if self.positional:
-            values_position = torch.einsum("bgij,cij->bgci", attention, r_v).reshape(batch, self.channels, length)
-            if self.gated:
-                out = self._gate(values, self.gate_v1, self.value_norm) + self._gate(
-                    values_position, self.gate_v2, self.value_position_norm
-                )
-            else:
-                out = self.value_norm(values) + self.value_position_norm(values_position)
-        else:
-            out = self.value_norm(values)
-        # (B, C, L) -> (N, other, C, L) -> (N, C, H, W)
-        return out.reshape(lines_shape + (self.channels, length)).movedim(-2, 1).movedim(-1, dim)
+            values_position = _cat([part[1] for part in parts])
+            out = out + self._normalise_values(values_position, self.value_position_norm, gate_v2)
+        # (B, G, L, d) -> (B, L, G, d) -> (N, other, L, C) -> (N, C, H, W)
+        out = out.transpose(1, 2).reshape(lines_shape + (length, self.channels))
+        return out.permute(0, 3, 2, 1) if self.axis == 0 else out.permute(0, 3, 1, 2)
+
+
+    def _normalise_values(self, term: torch.Tensor, norm: nn.Module, gate: torch.Tensor | None) -> torch.Tensor:
+        """One output term of Eq. 2 / 3, ``(B, G, L, d)``, batch-normalised per channel and gated."""
+        scale, shift = _norm_affine(norm, _batch_moments(term) if norm.training else None, gate, self.gates_after_norm)
+        channels = (self.num_heads, 1, self.head_channels)
+        return torch.addcmul(shift.view(channels), term, scale.view(channels))
+
+
+#: Logits per chunk of lines on CPU (``max_lines=None``): 2**18 fp32 values (1 MiB) per ``(lines, G, L, L)`` tensor keep
+#: a chunk's softmax and products in a core's L2 cache; whole-image tensors of 30+ MB are ~10x slower per pass here.
+CHUNK_LOGITS = 2**18
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    shift: torch.Tensor,
+    relative: tuple[torch.Tensor, ...] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Attention of ``B`` independent lines whose logit BatchNorms are already folded into the scaled ``q, k``.
+
+    Args:
+        q, k: ``(B, G, d/2, L)`` queries and keys, ``q`` scaled per head for ``q_i . k_j``; ``v``: ``(B, G, d, L)``.
+        shift: ``(G, 1, 1)`` sum of the logit terms' BatchNorm shifts.
+        relative: ``(q_r, k_r, r_q, r_k, r_v)``: ``(B, G, d/2, L)`` queries and keys scaled for ``q_i . r^q_ij`` and
+            ``k_j . r^k_ji``, and the relative encodings as contiguous ``(i, d/2, j)``, ``(j, d/2, i)`` and ``(i, j, d)``
+            tensors; ``None`` without positional encoding.
+
+    Returns:
+        ``sum_j a_ij v_j`` and, when positional, ``sum_j a_ij r^v_ij``, each ``(B, G, L, d)``, with
+        ``a = softmax_j(logits)`` (Eq. 2 / 3 before the output BatchNorms).
+
+    The relative terms are batched matrix products over the position whose encodings they share (``L`` products of
+    ``(B G, d/2) @ (d/2, L)``), used through permuted views: no ``einsum`` re-layout copies of ``L x L`` tensors.
+    """
+    lines, heads, _, length = q.shape
+    batch = lines * heads
+    logits = torch.matmul(q.transpose(-1, -2), k).add_(shift)  # (B, G, L, L)
+    if relative is not None:
+        q_r, k_r, r_q, r_k, r_v = relative
+        # q_i . r^q_ij: one (B G, d/2) @ (d/2, L) product per query position i -> (i, B G, j), added as a view.
+        qr = torch.bmm(q_r.permute(3, 0, 1, 2).reshape(length, batch, -1), r_q)
+        logits = logits.add_(qr.view(length, lines, heads, length).permute(1, 2, 0, 3))
+        # k_j . r^k_ji: one (B G, d/2) @ (d/2, L) product per key position j -> (j, B G, i), added as a view.
+        kr = torch.bmm(k_r.permute(3, 0, 1, 2).reshape(length, batch, -1), r_k)
+        logits = logits.add_(kr.view(length, lines, heads, length).permute(1, 2, 3, 0))
+    attention = F.softmax(logits, dim=-1)
+    values = torch.matmul(attention, v.transpose(-1, -2))  # (B, G, L, d)
+    if relative is None:
+        return (values,)
+    # sum_j a_ij r^v_ij: one (B G, L) @ (L, d) product per query position i, batched over i.
+    # (a contiguous (i, B G, j) copy of the attention: bmm would copy each strided (B G, j) matrix separately)
+    attention_by_query = attention.permute(2, 0, 1, 3).contiguous().view(length, batch, length)
+    values_position = torch.bmm(attention_by_query, r_v)
+    return values, values_position.transpose(0, 1).reshape(values.shape)
+
+
+Moments = tuple[torch.Tensor, torch.Tensor, int]
+
+
+def _stats_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 for the closed-form statistics (their ``E[x^2] - E[x]^2`` must not cancel), where the device has it."""
+    return torch.float32 if x.device.type == "mps" else torch.float64
+
+
+def _product_moments(q: torch.Tensor, k: torch.Tensor) -> Moments:
+    """Per-head mean and biased variance of ``q_i . k_j`` over lines and ``i, j``, without forming the ``L x L`` terms.
+
+    ``sum = sum_b (sum_i q_i) . (sum_j k_j)`` and ``sum of squares = sum_b <Q Q^T, K K^T>`` (``Q``: a line's ``d/2 x L``
+    queries), from ``(B, G, d/2, L)`` ``q, k``; returns ``(mean, var, count)`` with ``(G,)`` tensors.
+    """
+    q, k = q.to(_stats_dtype(q)), k.to(_stats_dtype(k))
+    lines, _, _, length = q.shape
+    count = lines * length * length
+    total = torch.einsum("bgc,bgc->g", q.sum(-1), k.sum(-1))
+    squares = torch.einsum("bgce,bgce->g", q @ q.transpose(-1, -2), k @ k.transpose(-1, -2))
+    mean = total / count
+    return mean, squares / count - mean * mean, count
+
+
+def _position_moments(x: torch.Tensor, r: torch.Tensor) -> Moments:
+    """Per-head mean and biased variance of ``x_i . r_ij`` over lines and ``i, j`` (``q_i . r^q_ij``, or ``k_j . r^k_ji``
+    with ``i, j`` renamed), without forming the ``L x L`` terms: ``sum = sum_i (sum_b x_i) . (sum_j r_ij)`` and
+    ``sum of squares = sum_i <sum_b x_i x_i^T, sum_j r_ij r_ij^T>``. ``x``: ``(B, G, d/2, L)``, ``r``: ``(d/2, L, L)``.
+    """
+    x, r = x.to(_stats_dtype(x)), r.to(_stats_dtype(x))
+    lines, _, _, length = x.shape
+    count = lines * length * length
+    total = torch.einsum("gci,ci->g", x.sum(0), r.sum(-1))
+    x_gram = torch.einsum("bgci,bgei->gice", x, x)  # (G, L, d/2, d/2)
+    r_gram = torch.einsum("cij,eij->ice", r, r)  # (L, d/2, d/2)
+    squares = torch.einsum("gice,ice->g", x_gram, r_gram)
+    mean = total / count
+    return mean, squares / count - mean * mean, count
+
+
+def _batch_moments(term: torch.Tensor) -> Moments:
+    """Per-channel mean and biased variance of a ``(B, G, L, d)`` output term over ``B, L`` (channels ``g * d + c``)."""
+    var, mean = torch.var_mean(term, dim=(0, 2), correction=0)
+    return mean.reshape(-1), var.reshape(-1), term.shape[0] * term.shape[2]
+
+
+def _norm_affine(
+    norm: nn.modules.batchnorm._BatchNorm,
+    moments: Moments | None = None,
+    gate: torch.Tensor | None = None,
+    gate_after_norm: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``scale, shift`` such that ``scale * term + shift`` equals ``norm(gate * term)`` (the authors'
+    placement, ``gate_after_norm=False``) or ``gate * norm(term)`` (``True``); without a gate, ``norm(term)``.
+
+    In training mode ``moments`` are the term's batch ``(mean, biased var, count)`` and ``norm``'s running statistics are
+    updated exactly as :class:`torch.nn.BatchNorm2d` would (gated statistics ``g mean, g^2 var`` for the authors'
+    placement); in eval mode (``moments=None``) the running statistics are used. Returns 1-D ``(channels,)`` tensors.
+    """
+    if norm.training:
+        mean, var, count = moments
+        mean, var = mean.to(norm.weight.dtype), var.to(norm.weight.dtype)
+        if gate is not None and not gate_after_norm:
+            mean, var = gate * mean, gate * gate * var
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+            norm.running_mean.lerp_(mean, momentum)
+            norm.running_var.lerp_(var * (count / max(count - 1, 1)), momentum)
+    else:
+        # running statistics are already those of the gated term for the authors' placement
+        mean, var = norm.running_mean, norm.running_var
+    scale = norm.weight * torch.rsqrt(var + norm.eps)
+    shift = norm.bias - mean * scale
+    if gate is not None:
+        # authors: scale applies to gate * term; effective: gate multiplies the normalised term (scale and shift).
+        scale = gate * scale
+        shift = gate * shift if gate_after_norm else shift
+    return scale, shift

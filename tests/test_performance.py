@@ -1,0 +1,130 @@
+"""The optimised attention computes the same mathematics as the plain formulation (BatchNorm modules, einsum, gathered
+relative encodings), in eval and training mode, chunked and channels-last."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medt_monai.networks import set_memory_lean
+from medt_monai.networks.blocks import AxialAttention
+from medt_monai.networks.nets import MedT
+
+
+def _plain(layer: AxialAttention, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 / Eq. 3 written out directly, with the layer's own BatchNorm modules (reference)."""
+    dim = 2 + layer.axis
+    length = x.shape[dim]
+    qkv = layer.qkv_norm(layer.to_qkv(x)).movedim(dim, -1).movedim(1, -2)
+    lines = qkv.shape[:-2]
+    qkv = qkv.reshape(-1, layer.num_heads, 2 * layer.head_channels, length)
+    half = layer.head_channels // 2
+    q, k, v = torch.split(qkv, [half, half, layer.head_channels], dim=2)
+
+    def gated(term, gate, norm):
+        if gate is None:
+            return norm(term)
+        return gate * norm(term) if layer.gates_after_norm else norm(gate * term)
+
+    g = layer.gates() if layer.gated else [None] * 4
+    logits = layer.qk_norm(torch.einsum("bgci,bgcj->bgij", q, k))
+    if layer.positional:
+        r_q, r_k, r_v = torch.split(layer.relative_embeddings(length), [half, half, layer.head_channels])
+        logits = logits + gated(torch.einsum("bgci,cij->bgij", q, r_q), g[0], layer.qr_norm)
+        logits = logits + gated(torch.einsum("bgcj,cji->bgij", k, r_k), g[1], layer.kr_norm)
+    attention = F.softmax(logits, dim=-1)
+    batch = attention.shape[0]
+    out = gated(torch.einsum("bgij,bgcj->bgci", attention, v).reshape(batch, layer.channels, length), g[2], layer.value_norm)
+    if layer.positional:
+        values_position = torch.einsum("bgij,cij->bgci", attention, r_v).reshape(batch, layer.channels, length)
+        out = out + gated(values_position, g[3], layer.value_position_norm)
+    return out.reshape(lines + (layer.channels, length)).movedim(-2, 1).movedim(-1, dim)
+
+
+def _randomise(layer: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for name, tensor in layer.state_dict().items():
+            if tensor.dtype.is_floating_point and "norm" in name or "gate" in name:
+                tensor.copy_(torch.rand_like(tensor) + 0.5 if "var" in name or "weight" in name else torch.randn_like(tensor))
+
+
+@pytest.mark.parametrize("kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"), ("gated", "effective")])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, placement, axis):
+    torch.manual_seed(0)
+    fused = AxialAttention(32, 12, axis, kind=kind, gate_placement=placement)
+    _randomise(fused)
+    plain = AxialAttention(32, 12, axis, kind=kind, gate_placement=placement)
+    plain.load_state_dict(fused.state_dict())
+    fused.max_lines = 7  # 30 lines in chunks of 7: training statistics must not depend on the chunking
+    x = torch.randn(3, 32, 10, 12) if axis else torch.randn(3, 32, 12, 10)
+    for training in (False, True, False):  # eval, training (updates running stats), eval with the updated stats
+        fused.train(training)
+        plain.train(training)
+        x_fused, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_fused, out_plain = fused(x_fused), _plain(plain, x_plain)
+        torch.testing.assert_close(out_fused, out_plain, rtol=1e-4, atol=1e-4)
+        weights = torch.randn_like(out_plain)
+        (out_fused * weights).sum().backward()
+        (out_plain * weights).sum().backward()
+        assert (x_fused.grad - x_plain.grad).abs().max() <= 1e-4 * x_plain.grad.abs().max()
+        # float round-off, relative to the layer's largest gradient (gates cancelled by BatchNorm have ~0 gradients)
+        scale = max(p.grad.abs().max() for p in plain.parameters() if p.grad is not None)
+        for (name, p_fused), p_plain in zip(fused.named_parameters(), plain.parameters()):
+            if name in ("qk_norm.bias", "qr_norm.bias", "kr_norm.bias"):
+                # a per-head shift of the logits: softmax is invariant to it, its exact gradient is 0 (both are
+                # round-off), so only the absence of a real gradient can be checked.
+                p_fused.grad = p_plain.grad = None
+                continue
+            grad_plain = p_plain.grad if p_plain.grad is not None else torch.zeros_like(p_plain)
+            grad_fused = p_fused.grad if p_fused.grad is not None else torch.zeros_like(p_fused)
+            error = (grad_fused - grad_plain).abs().max() / scale
+            assert error < 1e-4, f"{name} (training={training}): relative error {error:.2e}"
+            p_fused.grad = p_plain.grad = None
+    torch.testing.assert_close(fused.state_dict(), plain.state_dict(), rtol=1e-5, atol=1e-6)
+
+
+def test_memory_lean_inference_and_channels_last_give_the_same_output():
+    torch.manual_seed(0)
+    network = MedT(img_size=128).eval()
+    image = torch.rand(2, 3, 128, 128)
+    with torch.inference_mode():
+        expected = network(image)
+        assert set_memory_lean(network, 7) == 2 * (3 + 8)  # 11 blocks, height + width attention each
+        lean = network(image)
+        set_memory_lean(network, None)
+        channels_last = network.to(memory_format=torch.channels_last)(image.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(lean, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(channels_last, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_chunked_training_gives_the_same_output_gradients_and_statistics():
+    torch.manual_seed(0)
+    network = MedT(img_size=64)
+    chunked = MedT(img_size=64)
+    chunked.load_state_dict(network.state_dict())
+    set_memory_lean(chunked, 3)
+    image = torch.rand(2, 3, 64, 64)
+    expected, out = network(image), chunked(image)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    expected.square().sum().backward()
+    out.square().sum().backward()
+    # float round-off, relative to the largest gradient (BatchNorm-cancelled gates and biases have ~0 gradients)
+    scale = max(p.grad.abs().max() for p in network.parameters() if p.grad is not None)
+    for (name, p), p_chunked in zip(network.named_parameters(), chunked.parameters()):
+        if p.grad is not None:
+            assert (p_chunked.grad - p.grad).abs().max() < 1e-5 * scale, name
+    torch.testing.assert_close(chunked.state_dict(), network.state_dict(), rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    torch.manual_seed(0)
+    network = MedT(img_size=64).eval()
+    image = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        expected = network(image)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = network(image).float()
+    assert torch.isfinite(low).all()
+    assert (low - expected).abs().max() < 0.1 * expected.abs().max() + 0.1
