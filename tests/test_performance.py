@@ -128,3 +128,18 @@ def test_bf16_autocast_runs_and_stays_close():
             low = network(image).float()
     assert torch.isfinite(low).all()
     assert (low - expected).abs().max() < 0.1 * expected.abs().max() + 0.1
+
+
+def test_batched_metatensor_input_with_per_image_metadata():
+    """What MONAI engines feed the network: a collated MetaTensor batch (chunking must not split its metadata)."""
+    from monai.data import MetaTensor, list_data_collate
+
+    torch.manual_seed(0)
+    network = MedT(img_size=64)
+    set_memory_lean(network, 5)
+    items = [{"image": MetaTensor(torch.rand(3, 64, 64), meta={"filename_or_obj": f"img{i}.png"})} for i in range(2)]
+    batch = list_data_collate(items)["image"]
+    out = network(batch)
+    out.sum().backward()
+    assert out.shape == (2, 2, 64, 64)
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), network(batch.as_tensor()).as_subclass(torch.Tensor))

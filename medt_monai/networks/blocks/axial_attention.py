@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from monai.data import MetaTensor
 
 __all__ = ["AxialAttention", "ATTENTION_KINDS", "GATE_PLACEMENTS"]
 
@@ -126,6 +127,9 @@ class AxialAttention(nn.Module):
         Raises:
             ValueError: when the attended axis is longer than ``axis_length`` (positional kinds only).
         """
+        if isinstance(x, MetaTensor):
+            # a plain tensor: slicing a batch of MetaTensors into chunks of lines would split their per-image metadata
+            x = x.as_tensor()
         dim = 2 + self.axis
         length = x.shape[dim]
         if self.positional and length > self.axis_length:
@@ -160,20 +164,19 @@ class AxialAttention(nn.Module):
             scale_kr, shift_kr = _norm_affine(self.kr_norm, _position_moments(k, r_k) if train else None, gate_k, after)
             q_r, k_r = q * scale_qr.view(heads), k * scale_kr.view(heads)
             shift = shift + shift_qr + shift_kr
-            # encodings laid out once as (position, ., .) matrices for _attend's products batched over that position
-            encodings = (r_q.transpose(0, 1).contiguous(), r_k.transpose(0, 1).contiguous(), r_v.permute(1, 2, 0).contiguous())
+            # all three indexed [c, i, j] (r^k_ji transposed once), so every relative term is a contiguous broadcast
+            encodings = (r_q, r_k.transpose(1, 2).contiguous(), r_v)
         shift = shift.view(heads)
 
         chunk = self.max_lines or (max(1, CHUNK_LOGITS // (self.num_heads * length * length)) if x.is_cpu else lines)
-        parts = []
-        for start in range(0, lines, chunk):
-            s = slice(start, start + chunk)
-            relative = (q_r[s], k_r[s], *encodings) if self.positional else None
-            parts.append(_attend(q_k[s], k[s], v[s], shift, relative))
-        out = self._normalise_values(_cat([part[0] for part in parts]), self.value_norm, gate_v1)  # (B, G, L, d)
+        inputs = (q_k, k, v, shift) + ((q_r, k_r, *encodings) if self.positional else ())
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            terms = _ChunkedAttention.apply(chunk, *inputs)
+        else:
+            terms = _attend_chunks(chunk, *inputs)
+        out = self._normalise_values(terms[0], self.value_norm, gate_v1)  # (B, G, L, d)
         if self.positional:
-            values_position = _cat([part[1] for part in parts])
-            out = out + self._normalise_values(values_position, self.value_position_norm, gate_v2)
+            out = out + self._normalise_values(terms[1], self.value_position_norm, gate_v2)
         # (B, G, L, d) -> (B, L, G, d) -> (N, other, L, C) -> (N, C, H, W)
         out = out.transpose(1, 2).reshape(lines_shape + (length, self.channels))
         return out.permute(0, 3, 2, 1) if self.axis == 0 else out.permute(0, 3, 1, 2)
@@ -191,8 +194,25 @@ class AxialAttention(nn.Module):
 CHUNK_LOGITS = 2**18
 
 
-def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+def _attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    shift: torch.Tensor,
+    q_r: torch.Tensor | None = None,
+    k_r: torch.Tensor | None = None,
+    r_q: torch.Tensor | None = None,
+    r_k: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention weights ``a_ij = softmax_j(logits_ij)`` of ``B`` lines, ``(B, G, L, L)``, from factors in which the
+    logits' BatchNorms are already folded (arguments as in :func:`_attend`)."""
+    logits = torch.matmul(q.transpose(-1, -2), k).add_(shift)  # (B, G, L, L): scaled q_i . k_j + shifts
+    if q_r is not None:
+        # q_i . r^q_ij and k_j . r^k_ji, one broadcast multiply-add per channel (d/2 is 1-8: a matrix product with so
+        # short an inner dimension is several times slower than these contiguous passes)
+        for c in range(q_r.shape[2]):
+            logits.addcmul_(q_r[:, :, c, :, None], r_q[c])
+            logits.addcmul_(k_r[:, :, c, None, :], r_k[c])
+    return F.softmax(logits, dim=-1)
 
 
 def _attend(
@@ -200,44 +220,91 @@ def _attend(
     k: torch.Tensor,
     v: torch.Tensor,
     shift: torch.Tensor,
-    relative: tuple[torch.Tensor, ...] | None = None,
+    q_r: torch.Tensor | None = None,
+    k_r: torch.Tensor | None = None,
+    r_q: torch.Tensor | None = None,
+    r_k: torch.Tensor | None = None,
+    r_v: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Attention of ``B`` independent lines whose logit BatchNorms are already folded into the scaled ``q, k``.
 
     Args:
         q, k: ``(B, G, d/2, L)`` queries and keys, ``q`` scaled per head for ``q_i . k_j``; ``v``: ``(B, G, d, L)``.
         shift: ``(G, 1, 1)`` sum of the logit terms' BatchNorm shifts.
-        relative: ``(q_r, k_r, r_q, r_k, r_v)``: ``(B, G, d/2, L)`` queries and keys scaled for ``q_i . r^q_ij`` and
-            ``k_j . r^k_ji``, and the relative encodings as contiguous ``(i, d/2, j)``, ``(j, d/2, i)`` and ``(i, j, d)``
-            tensors; ``None`` without positional encoding.
+        q_r, k_r: ``(B, G, d/2, L)`` queries and keys scaled for ``q_i . r^q_ij`` and ``k_j . r^k_ji``; ``r_q, r_k, r_v``:
+            the relative encodings ``r^q_ij``, ``r^k_ji`` and ``r^v_ij`` as contiguous ``(d/2 | d/2 | d, i, j)``
+            tensors. All ``None`` for attention without positional encoding.
 
     Returns:
-        ``sum_j a_ij v_j`` and, when positional, ``sum_j a_ij r^v_ij``, each ``(B, G, L, d)``, with
-        ``a = softmax_j(logits)`` (Eq. 2 / 3 before the output BatchNorms).
-
-    The relative terms are batched matrix products over the position whose encodings they share (``L`` products of
-    ``(B G, d/2) @ (d/2, L)``), used through permuted views: no ``einsum`` re-layout copies of ``L x L`` tensors.
+        ``(sum_j a_ij v_j,)`` and, when positional, ``sum_j a_ij r^v_ij``, each ``(B, G, L, d)`` (Eq. 2 / 3 before
+        the output BatchNorms).
     """
-    lines, heads, _, length = q.shape
-    batch = lines * heads
-    logits = torch.matmul(q.transpose(-1, -2), k).add_(shift)  # (B, G, L, L)
-    if relative is not None:
-        q_r, k_r, r_q, r_k, r_v = relative
-        # q_i . r^q_ij: one (B G, d/2) @ (d/2, L) product per query position i -> (i, B G, j), added as a view.
-        qr = torch.bmm(q_r.permute(3, 0, 1, 2).reshape(length, batch, -1), r_q)
-        logits = logits.add_(qr.view(length, lines, heads, length).permute(1, 2, 0, 3))
-        # k_j . r^k_ji: one (B G, d/2) @ (d/2, L) product per key position j -> (j, B G, i), added as a view.
-        kr = torch.bmm(k_r.permute(3, 0, 1, 2).reshape(length, batch, -1), r_k)
-        logits = logits.add_(kr.view(length, lines, heads, length).permute(1, 2, 3, 0))
-    attention = F.softmax(logits, dim=-1)
+    attention = _attention(q, k, shift, q_r, k_r, r_q, r_k)
     values = torch.matmul(attention, v.transpose(-1, -2))  # (B, G, L, d)
-    if relative is None:
+    if q_r is None:
         return (values,)
-    # sum_j a_ij r^v_ij: one (B G, L) @ (L, d) product per query position i, batched over i.
-    # (a contiguous (i, B G, j) copy of the attention: bmm would copy each strided (B G, j) matrix separately)
-    attention_by_query = attention.permute(2, 0, 1, 3).contiguous().view(length, batch, length)
-    values_position = torch.bmm(attention_by_query, r_v)
-    return values, values_position.transpose(0, 1).reshape(values.shape)
+    values_position = torch.stack([torch.linalg.vecdot(attention, r, dim=-1) for r in r_v], dim=-1)
+    return values, values_position
+
+
+def _chunks(lines: int, chunk: int) -> list[slice]:
+    return [slice(start, start + chunk) for start in range(0, lines, chunk)]
+
+
+def _attend_chunks(chunk: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """:func:`_attend` over ``chunk`` lines at a time (arguments as there; ``rest``: ``shift`` and the relative ones)."""
+    shift, relative = rest[0], rest[1:]
+    scaled, encodings = relative[:2], relative[2:]
+    parts = [_attend(q[s], k[s], v[s], shift, *[t[s] for t in scaled], *encodings) for s in _chunks(q.shape[0], chunk)]
+    return tuple(term[0] if len(parts) == 1 else torch.cat(term) for term in zip(*parts))
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    """:func:`_attend_chunks` with a hand-written backward that recomputes each chunk's attention weights instead of
+    storing them: training keeps no ``(lines, G, L, L)`` tensor (memory ``O(lines L C)``, which lets 512x512 MedT train
+    on CPU in a few GB), and every pass over a chunk runs in cache. Gradients are those of autograd on
+    :func:`_attend` to float round-off (``tests/test_performance.py``)."""
+
+    @staticmethod
+    def forward(ctx, chunk: int, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.chunk = chunk
+        ctx.save_for_backward(*inputs)
+        return _attend_chunks(chunk, *inputs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        q, k, v, shift, *relative = ctx.saved_tensors
+        positional = bool(relative)
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        grad_shift = torch.zeros_like(shift)  # exactly: softmax is invariant to a shift of the logits
+        if positional:
+            q_r, k_r, r_q, r_k, r_v = relative
+            grad_q_r, grad_k_r = torch.empty_like(q_r), torch.empty_like(k_r)
+            grad_r_q, grad_r_k, grad_r_v = torch.zeros_like(r_q), torch.zeros_like(r_k), torch.zeros_like(r_v)
+        for s in _chunks(q.shape[0], ctx.chunk):
+            scaled = (q_r[s], k_r[s], r_q, r_k) if positional else ()
+            attention = _attention(q[s], k[s], shift, *scaled)  # (b, G, i, j), recomputed
+            grad_values = grads[0][s]  # (b, G, i, d)
+            grad_attention = torch.matmul(grad_values, v[s])  # (b, G, i, d) @ (b, G, d, j)
+            grad_v[s] = torch.matmul(grad_values.transpose(-1, -2), attention)  # (b, G, d, i) @ (b, G, i, j)
+            if positional:
+                grad_position = grads[1][s]  # (b, G, i, d)
+                for c, r in enumerate(r_v):
+                    grad_attention.addcmul_(grad_position[..., c, None], r)
+                    grad_r_v[c] += (attention * grad_position[..., c, None]).sum((0, 1))
+            grad_logits = torch._softmax_backward_data(grad_attention, attention, -1, attention.dtype)
+            grad_q[s] = torch.matmul(k[s], grad_logits.transpose(-1, -2))  # (b, G, d/2, j) @ (b, G, j, i)
+            grad_k[s] = torch.matmul(q[s], grad_logits)  # (b, G, d/2, i) @ (b, G, i, j)
+            if positional:
+                for c in range(q_r.shape[2]):
+                    grad_q_r[s, :, c] = torch.linalg.vecdot(grad_logits, r_q[c], dim=-1)
+                    grad_k_r[s, :, c] = (grad_logits * r_k[c]).sum(-2)
+                    grad_r_q[c] += (grad_logits * q_r[s, :, c, :, None]).sum((0, 1))
+                    grad_r_k[c] += (grad_logits * k_r[s, :, c, None, :]).sum((0, 1))
+        if not positional:
+            return None, grad_q, grad_k, grad_v, grad_shift
+        return None, grad_q, grad_k, grad_v, grad_shift, grad_q_r, grad_k_r, grad_r_q, grad_r_k, grad_r_v
 
 
 Moments = tuple[torch.Tensor, torch.Tensor, int]
