@@ -169,8 +169,11 @@ class AxialAttention(nn.Module):
         shift = shift.view(heads)
 
         chunk = self.max_lines or (max(1, CHUNK_LOGITS // (self.num_heads * length * length)) if x.is_cpu else lines)
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if tracing:
+            chunk = lines  # a loop over shape-dependent chunks would be frozen into the trace / graph
         inputs = (q_k, k, v, shift) + ((q_r, k_r, *encodings) if self.positional else ())
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        if torch.is_grad_enabled() and not tracing and any(t.requires_grad for t in inputs):
             terms = _ChunkedAttention.apply(chunk, *inputs)
         else:
             terms = _attend_chunks(chunk, *inputs)
