@@ -2,8 +2,8 @@
 
 Every model of one setting is timed in the same process, iterations interleaved round-robin (model A, B, C, A, B, C,
 ...), so load from other processes on a shared machine hits all models alike; medians are reported. Peak memory is
-measured per model and mode in a fresh subprocess (max RSS during two iterations minus the RSS after imports, model
-construction and input creation), the same method for every model.
+measured per model and mode in a fresh subprocess (peak RSS, ``VmHWM``, during two iterations minus the RSS after
+imports, model construction and input creation), the same method for every model.
 
 Examples::
 
@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ OURS = {
 BASELINES = {
     "unet": lambda s, c: _monai("UNet", spatial_dims=2, in_channels=c, out_channels=2, channels=(16, 32, 64, 128, 256),
                                strides=(2, 2, 2, 2), num_res_units=2),
-    "basic_unet_pp": lambda s, c: _monai("BasicUNetPlusPlus", spatial_dims=2, in_channels=c, out_channels=2),
+    "basic_unet_pp": lambda s, c: _unet_plus_plus(c),
     "swin_unetr": lambda s, c: _monai("SwinUNETR", spatial_dims=2, in_channels=c, out_channels=2, feature_size=24),
 }
 #: our name -> the authors' factory in lib/models/axialnet.py
@@ -61,6 +60,13 @@ def _ours(name: str, size: int, channels: int, **kwargs) -> nn.Module:
     from medt_monai.networks import nets
 
     return getattr(nets, name)(in_channels=channels, out_channels=2, img_size=size, **kwargs)
+
+
+def _unet_plus_plus(channels: int) -> nn.Module:
+    """MONAI's BasicUNetPlusPlus as the bundle uses it (returning a tensor, not a list)."""
+    from medt_monai.networks.nets import UNetPlusPlus
+
+    return UNetPlusPlus(spatial_dims=2, in_channels=channels, out_channels=2)
 
 
 def _monai(name: str, **kwargs) -> nn.Module:
@@ -150,9 +156,15 @@ def matmul_peak(seconds: float = 2.0, n: int = 2048) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MiB, from ``/proc/self/status``. ``VmHWM`` belongs to the
+    process image, unlike ``getrusage``'s ``ru_maxrss``, which Linux carries over from the parent across fork + exec
+    (a worker started by a big parent would report the parent's peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def memory_worker(args: argparse.Namespace) -> None:
@@ -161,11 +173,10 @@ def memory_worker(args: argparse.Namespace) -> None:
     model = build(args.worker, args.size, args.channels, args.original)
     x, y = torch.rand(args.batch, args.channels, args.size, args.size), torch.randint(0, 2, (args.batch, args.size, args.size))
     step = make_step(model, args.modes[0], x, y, args.bf16)
-    base = _rss_mb()
+    base = _status_mb("VmRSS")
     for _ in range(2):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"peak_mb": peak - base}))
+    print(json.dumps({"peak_mb": _status_mb("VmHWM") - base}))
 
 
 def peak_memory(name: str, mode: str, size: int, batch: int, args: argparse.Namespace) -> float | None:

@@ -194,3 +194,21 @@ def test_onnx_export_matches_eager(tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (output,) = session.run(None, {"image": image.numpy()})
     assert abs(output - expected).max() <= 1e-4
+
+
+def test_unet_plus_plus_returns_a_tensor_and_refuses_deep_supervision():
+    from monai.networks.nets import BasicUNetPlusPlus
+
+    from medt_monai.networks.nets import UNetPlusPlus
+
+    torch.manual_seed(0)
+    network = UNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=2, features=(8, 8, 16, 32, 64, 8)).eval()
+    reference = BasicUNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=2, features=(8, 8, 16, 32, 64, 8)).eval()
+    reference.load_state_dict(network.state_dict())
+    image = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        out = network(image)
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 2, 32, 48)
+        torch.testing.assert_close(out, reference(image)[0])
+    with pytest.raises(ValueError, match="deep supervision"):
+        UNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=2, deep_supervision=True)

@@ -51,14 +51,15 @@ def _randomise(layer: torch.nn.Module) -> None:
 
 @pytest.mark.parametrize("kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"), ("gated", "effective")])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, placement, axis):
+@pytest.mark.parametrize("length", [12, 20], ids=["short_rows", "long_rows"])  # two softmax code paths
+def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, placement, axis, length):
     torch.manual_seed(0)
-    fused = AxialAttention(32, 12, axis, kind=kind, gate_placement=placement)
+    fused = AxialAttention(32, length, axis, kind=kind, gate_placement=placement)
     _randomise(fused)
-    plain = AxialAttention(32, 12, axis, kind=kind, gate_placement=placement)
+    plain = AxialAttention(32, length, axis, kind=kind, gate_placement=placement)
     plain.load_state_dict(fused.state_dict())
     fused.max_lines = 7  # 30 lines in chunks of 7: training statistics must not depend on the chunking
-    x = torch.randn(3, 32, 10, 12) if axis else torch.randn(3, 32, 12, 10)
+    x = torch.randn(3, 32, 10, length) if axis else torch.randn(3, 32, length, 10)
     for training in (False, True, False):  # eval, training (updates running stats), eval with the updated stats
         fused.train(training)
         plain.train(training)

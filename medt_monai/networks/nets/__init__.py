@@ -2,3 +2,4 @@ from __future__ import annotations
 
 from medt_monai.networks.nets.axial_unet import AxialUNet, GatedAxialUNet
 from medt_monai.networks.nets.medt import MedT, LoGo
+from medt_monai.networks.nets.unetpp import UNetPlusPlus
