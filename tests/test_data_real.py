@@ -51,8 +51,7 @@ def test_glas_cache_dataset_shape_dtype():
     assert set(out["label"].unique().tolist()) <= {0.0, 1.0}
 
 
-@pytest.mark.slow
-def test_monuseg_xml_reproduces_masks():
+def test_monuseg_xml_reproduces_masks():  # all 14 test XMLs, ~10 s
     _need(MONUSEG / "test" / "xml")
     xmls = sorted((MONUSEG / "test" / "xml").glob("*.xml"))
     assert len(xmls) == 14
@@ -61,11 +60,3 @@ def test_monuseg_xml_reproduces_masks():
         ours = D.rasterize_xml(xml, ref.shape) > 0
         iou = (ref & ours).sum() / (ref | ours).sum()
         assert iou >= 0.85, (xml.name, iou)
-
-
-def test_monuseg_xml_reproduces_mask_one():
-    _need(MONUSEG / "test" / "xml")
-    xml = sorted((MONUSEG / "test" / "xml").glob("*.xml"))[0]
-    ref = np.asarray(Image.open(MONUSEG / "test" / "labelcol" / f"{xml.stem}.png")) > 0
-    ours = D.rasterize_xml(xml, ref.shape) > 0
-    assert (ref & ours).sum() / (ref | ours).sum() >= 0.85
