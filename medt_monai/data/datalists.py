@@ -348,15 +348,33 @@ def _medt_splits(root: Path, val_fraction, test_fraction, seed, num_folds, fold,
     train = medt_layout_datalist(root / "train", verify)
     val = medt_layout_datalist(root / "val", verify) if (root / "val" / "img").is_dir() else None
     test = medt_layout_datalist(root / "test", verify) if (root / "test" / "img").is_dir() else None
+    return _carve_missing(train, val, test, val_fraction, test_fraction, seed, num_folds, fold, val_of_whole=True)
+
+
+def _carve_missing(
+    train: list[dict],
+    val: list[dict] | None,
+    test: list[dict] | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    num_folds: int | None,
+    fold: int,
+    val_of_whole: bool = False,
+) -> dict[str, list[dict]]:
+    """Splits of a layout that may lack validation and/or test sets: a missing test set is carved from ``train`` first
+    (so validation never comes from test), then k-fold over train + validation, or a missing validation set carved from
+    what is left of ``train`` (``val_fraction`` of the remaining training images, or of train + test with
+    ``val_of_whole``, at most 90 % of them)."""
     if test is None:
         s = split_datalist(train, 0.0, test_fraction, seed)
-        test, train = s["test"], s["train"]
+        train, test = s["train"], s["test"]
     if num_folds is not None:
         s = split_datalist(train + (val or []), 0.0, 0.0, seed, num_folds, fold)
         return {"train": s["train"], "validation": s["validation"], "test": test}
     if val is None:
-        pool = len(train) + len(test)
-        s = split_datalist(train, min(val_fraction * pool / max(len(train), 1), 0.9), 0.0, seed)
+        fraction = min(val_fraction * (len(train) + len(test)) / max(len(train), 1), 0.9) if val_of_whole else val_fraction
+        s = split_datalist(train, fraction, 0.0, seed)
         train, val = s["train"], s["validation"]
     return {"train": train, "validation": val, "test": test}
 
@@ -460,13 +478,4 @@ def dataset_splits(
             if "label" in item and not Path(item["label"]).is_file():
                 raise FileNotFoundError(f"{root}: label {item['label']} (for {item['image']}) not found.")
     check_pairs(train + (val or []) + [t for t in (test or []) if "label" in t], verify)
-    if test is None:
-        s = split_datalist(train, 0.0, test_fraction, seed)
-        train, test = s["train"], s["test"]
-    if num_folds is not None:
-        s = split_datalist(train + (val or []), 0.0, 0.0, seed, num_folds, fold)
-        return {"train": s["train"], "validation": s["validation"], "test": test}
-    if val is None:
-        s = split_datalist(train, val_fraction, 0.0, seed)
-        train, val = s["train"], s["validation"]
-    return {"train": train, "validation": val, "test": test}
+    return _carve_missing(train, val, test, val_fraction, test_fraction, seed, num_folds, fold)

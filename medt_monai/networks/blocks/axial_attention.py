@@ -184,7 +184,6 @@ class AxialAttention(nn.Module):
         out = out.transpose(1, 2).reshape(lines_shape + (length, self.channels))
         return out.permute(0, 3, 2, 1) if self.axis == 0 else out.permute(0, 3, 1, 2)
 
-
     def _normalise_values(self, term: torch.Tensor, norm: nn.Module, gate: torch.Tensor | None) -> torch.Tensor:
         """One output term of Eq. 2 / 3, ``(B, G, L, d)``, batch-normalised per channel and gated."""
         scale, shift = _norm_affine(norm, _batch_moments(term) if norm.training else None, gate, self.gates_after_norm)
