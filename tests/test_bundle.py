@@ -441,6 +441,26 @@ def test_atomic_checkpoint_survives_a_kill_during_the_write(tmp_path, fixed_name
     assert torch.equal(state["weight"], torch.full((4, 4), 1.0))
 
 
+def test_best_model_file_from_before_the_run_is_kept(tmp_path):
+    """Training into a folder that holds shipped weights keeps them as model_previous.pt; later bests overwrite."""
+    from ignite.engine import Engine, Events
+
+    from medt_monai.handlers import AtomicCheckpointSaver
+
+    shipped = {"weight": torch.full((2,), 7.0)}
+    torch.save(shipped, tmp_path / "model.pt")
+    net = torch.nn.Linear(2, 2)
+    engine = Engine(lambda e, b: None)
+    saver = AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name="score",
+                                  key_metric_filename="model.pt", key_metric_save_state=False)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(score=float(e.state.epoch)))
+    saver.attach(engine)
+    engine.run([0], max_epochs=2)
+    assert torch.equal(torch.load(tmp_path / "model_previous.pt", weights_only=True)["weight"], shipped["weight"])
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model_previous.pt"]
+
+
 def test_monai_checkpoint_saver_is_not_atomic(tmp_path):
     """Why the bundle does not use MONAI's CheckpointSaver directly: the same kill leaves a truncated model file."""
     script = _KILL_DURING_WRITE.format(module="monai.handlers", cls="CheckpointSaver", fixed="")

@@ -32,16 +32,28 @@ class _AtomicDiskSaver(DiskSaver):
     Here the removal waits until the new file is complete: with a fixed ``filename`` ``os.replace`` swaps the new file
     in for the old one in one step (nothing to remove), and with numbered names the old file is deleted only after the
     new one is in place.
+
+    With ``keep_previous``, a fixed-name file that exists before this saver's first write (the shipped weights in
+    ``models/model.pt``, the model of an earlier run) is not overwritten but kept as ``<stem>_previous<suffix>``
+    (replacing an older backup).
     """
 
-    def __init__(self, dirname: str, filename: str | None = None) -> None:
+    def __init__(self, dirname: str, filename: str | None = None, keep_previous: bool = False) -> None:
         super().__init__(dirname=dirname, atomic=True, create_dir=True, require_empty=False)
         self.filename = filename
+        self.keep_previous = keep_previous
         self._pending_removal: list[str] = []
+        self._written = False
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         target = self.filename or filename
+        path = self.dirname / target
+        if self.keep_previous and self.filename is not None and not self._written and path.exists():
+            backup = path.with_name(f"{path.stem}_previous{path.suffix}")
+            os.replace(path, backup)
+            logging.getLogger(__name__).warning(f"{path} existed before this run; kept as {backup}.")
         super().__call__(checkpoint, target, metadata)
+        self._written = True
         pending, self._pending_removal = self._pending_removal, []
         for old in pending:
             if old != target and (self.dirname / old).exists():
@@ -58,6 +70,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
     Every argument of :class:`~monai.handlers.CheckpointSaver` is accepted with the same meaning. Differences:
 
     - files are written atomically (temporary file + ``os.replace``), so a killed run never leaves a partial file;
+    - a ``key_metric_filename`` file that exists before the run's first best model (e.g. the shipped
+      ``models/model.pt``) is kept as ``<stem>_previous<suffix>`` instead of being overwritten;
     - ``interval_filename`` (e.g. ``"checkpoint_latest.pt"``) makes the interval checkpoint one fixed file that is
       replaced at every save, which :class:`ResumeCheckpointLoader` reads back;
     - :meth:`state_dict` returns the key-metric tracking state (best score so far), so putting this handler itself in
@@ -95,7 +109,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
             self._final_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, self._final_filename)
         if self._key_metric_checkpoint is not None:
             self._key_metric_checkpoint.save_handler = _AtomicDiskSaver(
-                self.save_dir, kwargs.get("key_metric_filename")
+                self.save_dir, kwargs.get("key_metric_filename"), keep_previous=True
             )
         if self._interval_checkpoint is not None:
             self._interval_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, interval_filename)
