@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from medt_monai.networks.blocks.axial_attention import AxialAttention
+from medt_monai.networks.blocks.conv_norm import ConvNorm
 
 __all__ = ["AxialBlock", "AxialStage"]
 
@@ -16,7 +17,8 @@ class AxialBlock(nn.Module):
     """Bottleneck residual block with height then width axial attention in place of the 3x3 convolution.
 
     ``x -> 1x1 conv -> BN -> ReLU -> height attention -> width attention [-> 2x2 avg-pool] -> ReLU -> 1x1 conv -> BN``,
-    plus the shortcut (identity, or a strided 1x1 conv + BN when the shape changes), then ReLU.
+    plus the shortcut (identity, or a strided 1x1 conv + BN when the shape changes), then ReLU. In eval mode every BN
+    after a convolution is folded into it (:class:`~medt_monai.networks.blocks.ConvNorm`).
     The bottleneck is ``out_channels // 2`` wide (expansion 2, as in the authors' code).
 
     Args:
@@ -46,18 +48,15 @@ class AxialBlock(nn.Module):
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}.")
         width = out_channels // 2
-        self.reduce = nn.Sequential(
-            nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        )
+        self.reduce = ConvNorm(nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), relu=True)
         self.height_attention = AxialAttention(width, spatial_size[0], 0, num_heads, attention, gate_placement)
         self.width_attention = AxialAttention(width, spatial_size[1], 1, num_heads, attention, gate_placement)
         self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
-        self.expand = nn.Sequential(nn.Conv2d(width, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
+        self.expand = ConvNorm(nn.Conv2d(width, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
+            self.shortcut = ConvNorm(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
             )
         self.relu = nn.ReLU(inplace=True)
 

@@ -12,16 +12,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medt_monai.networks.blocks.axial_block import AxialStage
+from medt_monai.networks.blocks.conv_norm import ConvNorm
 
 __all__ = ["ConvStem", "DecoderStep", "AxialEncoderDecoder"]
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> ConvNorm:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+    return ConvNorm(conv, nn.BatchNorm2d(out_channels), relu=True)
 
 
 class ConvStem(nn.Sequential):
