@@ -32,6 +32,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -102,6 +103,20 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> float:
     return seconds
 
 
+def training_minutes(log: Path) -> float:
+    """Minutes spent in training and validation epochs, summed from the ignite epoch times in the training runs' log
+    (robust to interrupted and resumed runs; an epoch cut off by a kill is not counted; start-up is not included)."""
+    seconds, training = 0.0, False
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("$ "):
+            training = " run training " in line
+        match = re.search(r"Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)", line)
+        if training and match:
+            h, m, sec = match.groups()
+            seconds += 3600 * int(h) + 60 * int(m) + float(sec)
+    return seconds / 60
+
+
 def per_image(csv_path: Path) -> dict[str, float]:
     """Per-image values from a MetricsSaver ``*_raw.csv`` (comma separated: filename, class values..., mean)."""
     values = {}
@@ -151,21 +166,10 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
     common = overrides(dataset, size, model, run_dir, args.data_root, args.seed, args.val_fraction, args.test_fraction)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     log = run_dir / "log.txt"
-    done_marker = run_dir / "training_seconds.json"
-    if done_marker.exists():
-        train_seconds = json.loads(done_marker.read_text())["seconds"]
-    else:
-        spent = json.loads((run_dir / "partial_seconds.json").read_text())["seconds"] if (
-            run_dir / "partial_seconds.json").exists() else 0.0
-        start = time.perf_counter()
-        try:
-            cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
-            run_logged(cmd + bundle_args({**common, "max_epochs": epochs}), log, env)
-        finally:
-            spent += time.perf_counter() - start
-            (run_dir / "partial_seconds.json").write_text(json.dumps({"seconds": spent}))
-        train_seconds = spent
-        done_marker.write_text(json.dumps({"seconds": train_seconds}))
+    if not (run_dir / "training_done").exists():  # an interrupted training resumes (the bundle's own resume)
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
+        run_logged(cmd + bundle_args({**common, "max_epochs": epochs}), log, env)
+        (run_dir / "training_done").touch()
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps([str(TRAIN), str(EVALUATE)])]
     eval_seconds = run_logged(cmd + bundle_args({**common, "ckpt_path": str(run_dir / "model.pt")}), log, env)
     dice = per_image(run_dir / "test_mean_dice_raw.csv")
@@ -179,7 +183,7 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
         "iou": 100 * sum(iou.values()) / len(iou),
         "test_images": len(dice),
         "parameters": count_parameters(common),
-        "train_minutes": train_seconds / 60,
+        "train_minutes": training_minutes(log),
         "eval_seconds": eval_seconds,
         "threads": args.threads,
         **best_validation(run_dir),
@@ -220,12 +224,13 @@ def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse
     common.update(dataset="decathlon", data_dir=str(datalist), max_epochs=epochs)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
-    seconds = run_logged(cmd + bundle_args(common), run_dir / "log.txt", env)
+    run_logged(cmd + bundle_args(common), run_dir / "log.txt", env)
     state = torch.load(run_dir / "checkpoint_latest.pt", map_location="cpu", weights_only=True)["model"]
     partial = final.with_suffix(".tmp")
     torch.save(state, partial)
     partial.replace(final)
-    (run_dir / "training_seconds.json").write_text(json.dumps({"seconds": seconds, "images": len(everything)}))
+    (run_dir / "training.json").write_text(json.dumps({"minutes": training_minutes(run_dir / "log.txt"),
+                                                       "images": len(everything)}))
     return final
 
 
@@ -281,6 +286,7 @@ def main() -> None:
     parser.add_argument("--final", metavar="MODEL", choices=list(MODELS),
                         help="instead of the table: train MODEL on all images of the first --datasets entry for its "
                         "epoch budget and write its final weights (the shipped bundle/models/model.pt)")
+    parser.add_argument("--tables-only", action="store_true", help="only rebuild results.csv/.md from --out")
     args = parser.parse_args()
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -289,6 +295,14 @@ def main() -> None:
             parser.error(f"{Path(args.data_root) / entry.split(':')[0]}: data folder not found")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.tables_only:  # rebuild the tables from the finished runs in --out
+        results = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/result.json"))]
+        for r in results:
+            r["train_minutes"] = training_minutes(out / r["dataset"] / r["model"] / "log.txt")
+        order = {m: i for i, m in enumerate(MODELS)}
+        tables(sorted(results, key=lambda r: (r["dataset"], order[r["model"]])), out)
+        print((out / "results.md").read_text())
+        return
     if args.final:
         dataset, size, epochs = args.datasets[0].split(":")
         print(train_final(dataset, int(size), int(epochs), args.final, args))

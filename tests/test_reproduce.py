@@ -64,6 +64,22 @@ def test_per_image_reads_metrics_saver_csv(tmp_path):
     assert reproduce.per_image(tmp_path / "test_mean_dice_raw.csv") == {"a.png": 0.25, "b.png": 0.75}
 
 
+def test_training_minutes_sums_epochs_of_interrupted_and_resumed_training(tmp_path):
+    log = tmp_path / "log.txt"
+    line = "2026-11-25 07:00:00,000 - ignite.engine.engine.{} - INFO - Epoch[{}] Complete. Time taken: {}"
+    log.write_text("\n".join([
+        "$ python -m monai.bundle run training --config_file train.json --max_epochs 3",
+        line.format("SupervisedEvaluator", 1, "00:00:30.000"),
+        line.format("SupervisedTrainer", 1, "00:01:30.000"),
+        "(killed during epoch 2)",
+        "$ python -m monai.bundle run training --config_file train.json --max_epochs 3",
+        line.format("SupervisedTrainer", 2, "01:00:00.000"),
+        "$ python -m monai.bundle run --config_file ['train.json', 'evaluate.json']",
+        line.format("SupervisedEvaluator", 1, "00:05:00.000"),  # the test-set evaluation is not training time
+    ]))
+    assert reproduce.training_minutes(log) == pytest.approx(62.0)
+
+
 def test_reproduce_then_figures_on_the_demo_set(tmp_path):
     """One epoch of U-Net and MedT through the bundle, tables with the paper's numbers, rerun skips, figures drawn."""
     (tmp_path / "data" / "demo").mkdir(parents=True)
