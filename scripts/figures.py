@@ -7,7 +7,8 @@ Needs matplotlib (``pip install -e ".[figures]"``). For every data set in ``--ru
 - ``<dataset>_curves.png``: training loss per epoch and validation Dice per epoch of every model (the runs'
   TensorBoard logs), the selected (best-validation) epoch marked;
 - ``<dataset>_gates.png``: the learned gates ``G_Q, G_K, G_V1, G_V2`` (Eq. 3) of every gated attention layer, for
-  both gate placements of MedT and the Gated Axial U-Net. Gates start at 0.1, 0.1, 1.0, 0.1.
+  both gate placements of MedT and the Gated Axial U-Net, in the selected (best-validation) checkpoint. Gates start
+  at 0.1, 0.1, 1.0, 0.1.
 
 Example::
 
@@ -126,7 +127,9 @@ def gates(runs: Path, dataset: str, data_root: str, out: Path) -> Path | None:
         ax.axhline(1.0, color="gray", lw=0.5, ls=":")
         ax.set_xticks(x, [n.replace("global_branch.", "g.").replace("encoder.", "") for n in layers], rotation=60,
                       ha="right", fontsize=6)
-        ax.set_title(f"{LABELS[m]}: learned gates per attention layer (initial 0.1 / 0.1 / 1.0 / 0.1)", fontsize=9)
+        epoch = json.loads((runs / dataset / m / "result.json").read_text())["best_epoch"]
+        ax.set_title(f"{LABELS[m]}: gates per attention layer of the selected checkpoint (epoch {epoch}; initial "
+                     "0.1 / 0.1 / 1.0 / 0.1; frozen for the first min(10, epochs // 3) epochs)", fontsize=9)
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     path = out / f"{dataset}_gates.png"

@@ -173,7 +173,8 @@ GLAS = ROOT.parent / "shared" / "data" / "glas" / "train"
 
 @pytest.mark.realdata
 def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
-    """``models/model.pt`` (MedT trained on GlaS) loads into the default inference workflow and finds the glands.
+    """``models/model.pt`` (MedT trained on GlaS) loads into the default inference and evaluate workflows and finds
+    the glands.
 
     The images are from the GlaS training split, which the shipped model was trained on: this checks that the weights
     are the real, working ones, not a held-out score (that is in docs/results.md)."""
@@ -194,6 +195,14 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
         assert pred.shape == truth.shape
         dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
         assert dice > 0.8, f"{name}: Dice {dice:.3f} of the shipped model"
+
+    # evaluate.json with the shipped weights on GlaS (its held-out split; images the shipped model was trained on)
+    _ok(_run(["run", "--config_file", _configs(TRAIN, EVALUATE), "--dataset", "glas", "--data_dir", str(GLAS.parent),
+              "--output_dir", str(tmp_path / "eval")]))
+    with open(tmp_path / "eval" / "test_mean_dice_raw.csv") as f:
+        rows = f.read().splitlines()[1:]
+    assert len(rows) == 13
+    assert np.mean([float(r.split(",")[-1]) for r in rows]) > 0.7
 
 
 def test_inference_on_nifti_writes_nifti(work, trained, tmp_path):
