@@ -87,15 +87,18 @@ def curves(runs: Path, dataset: str, out: Path) -> Path | None:
     if not results:
         return None
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(13, 5))
-    for result in results:
+    colors = list(plt.cm.tab10.colors) + ["black", "gray"]
+    for i, result in enumerate(results):
         events = EventAccumulator(str(runs / dataset / result["model"])).Reload()
-        loss = events.Scalars("train_loss")
-        per_epoch = len(loss) // result["epochs"]
-        epoch_loss = np.array([e.value for e in loss[: per_epoch * result["epochs"]]]).reshape(result["epochs"], -1)
+        # by iteration; an iteration logged twice (an epoch cut off by a kill and run again on resume) counts once
+        loss = dict(sorted({e.step: e.value for e in events.Scalars("train_loss")}.items()))
+        per_epoch = max(loss) // result["epochs"]
+        epoch_loss = np.array([loss.get(i, np.nan) for i in range(1, per_epoch * result["epochs"] + 1)])
+        epoch_loss = np.nanmean(epoch_loss.reshape(result["epochs"], per_epoch), axis=1)
         epochs = np.arange(1, result["epochs"] + 1)
-        (line,) = loss_ax.plot(epochs, epoch_loss.mean(1), label=LABELS[result["model"]])
-        dice = events.Scalars("val_mean_dice")
-        dice_ax.plot([e.step for e in dice], [100 * e.value for e in dice], color=line.get_color())
+        (line,) = loss_ax.plot(epochs, epoch_loss, label=LABELS[result["model"]], color=colors[i % len(colors)])
+        dice = dict(sorted({e.step: e.value for e in events.Scalars("val_mean_dice")}.items()))
+        dice_ax.plot(list(dice), [100 * v for v in dice.values()], color=line.get_color())
         dice_ax.plot([result["best_epoch"]], [result["val_f1"]], "o", color=line.get_color())
     loss_ax.set(xlabel="epoch", ylabel="training loss (mean over the epoch)", yscale="log")
     dice_ax.set(xlabel="epoch", ylabel="validation Dice / F1 (%), dot = selected epoch")
