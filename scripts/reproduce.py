@@ -20,7 +20,7 @@ interrupted training resumes from its last epoch (the bundle's resume), so the s
 
 Example (what produced ``docs/results.md``)::
 
-    python scripts/reproduce.py --data-root ../shared/data --datasets glas:128:40 monuseg:256:20 --jobs 2
+    python scripts/reproduce.py --data-root ../shared/data --datasets glas:128:30 monuseg:256:8 --jobs 2 --threads 1
     python scripts/figures.py --runs runs/reproduce --out docs/figures
     # the shipped weights: MedT on all 85 GlaS training images, same recipe and budget
     python scripts/reproduce.py --data-root ../shared/data --datasets glas:128:30 --final medt --threads 1
@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundle" / "configs" / "train.json"
 EVALUATE = REPO / "bundle" / "configs" / "evaluate.json"
+TRAIN_COMMAND = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
 
 #: table name -> (bundle network name, extra bundle overrides)
 MODELS: dict[str, tuple[str, dict[str, str]]] = {
@@ -145,12 +146,17 @@ def overrides(dataset: str, size: int, model: str, run_dir: Path, data_root: str
     }
 
 
-def bundle_config(common: dict[str, object], config_files: list[Path] = (TRAIN,)):
-    """A ``monai.bundle.ConfigParser`` of the bundle with ``common`` applied, as ``monai.bundle run`` would."""
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a bundle subprocess limited to ``threads`` threads."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
+def bundle_config(common: dict[str, object]):
+    """A ``monai.bundle.ConfigParser`` of ``train.json`` with ``common`` applied, as ``monai.bundle run`` would."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config([str(f) for f in config_files])
+    parser.read_config(str(TRAIN))
     for key, value in common.items():
         parser[key] = json.loads(value.replace("'", '"')) if isinstance(value, str) and value.startswith("[") else value
     return parser
@@ -164,11 +170,10 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
         return json.loads(result_file.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     common = overrides(dataset, size, model, run_dir, args.data_root, args.seed, args.val_fraction, args.test_fraction)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env = thread_env(args.threads)
     log = run_dir / "log.txt"
     if not (run_dir / "training_done").exists():  # an interrupted training resumes (the bundle's own resume)
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
-        run_logged(cmd + bundle_args({**common, "max_epochs": epochs}), log, env)
+        run_logged(TRAIN_COMMAND + bundle_args({**common, "max_epochs": epochs}), log, env)
         (run_dir / "training_done").touch()
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps([str(TRAIN), str(EVALUATE)])]
     eval_seconds = run_logged(cmd + bundle_args({**common, "ckpt_path": str(run_dir / "model.pt")}), log, env)
@@ -199,21 +204,19 @@ def count_parameters(common: dict) -> int:
 
 def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse.Namespace) -> Path:
     """Train ``model`` on every labelled image of ``dataset`` (train + validation + test of the protocol) for
-    ``epochs`` epochs and return the final epoch's weights (``final_model.pt``, a plain state dict).
+    ``epochs`` epochs and return its ``model.pt`` (the shipped model).
 
-    This is the shipped model: its recipe and epoch budget are the protocol's, its scores are the protocol run's
-    (the images it could be scored on are all in its training set). The bundle still validates on the protocol's
-    validation images each epoch (now training images, so those numbers are optimistic); selection is by epoch
-    budget, not by that validation score.
+    Its recipe and epoch budget are the protocol's, and its expected scores are the protocol run's: the images it
+    could be scored on are all in its training set. The bundle still validates on the protocol's validation images
+    after each epoch and keeps the best epoch's weights in ``model.pt``; those images are training images here, so
+    that choice and its score are optimistic (the docs say so).
     """
-    import torch
-
     from medt_monai.data import dataset_splits
 
     run_dir = Path(args.out).resolve() / dataset / f"final_{model}"
-    final = run_dir / "final_model.pt"
-    if final.exists():
-        return final
+    done = run_dir / "training.json"
+    if done.exists():
+        return run_dir / "model.pt"
     run_dir.mkdir(parents=True, exist_ok=True)
     common = overrides(dataset, size, model, run_dir, args.data_root, args.seed, args.val_fraction, args.test_fraction)
     splits = dataset_splits(dataset, common["data_dir"], args.val_fraction, args.test_fraction, args.seed)
@@ -222,16 +225,9 @@ def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse
     datalist.write_text(json.dumps({"training": everything, "validation": splits["validation"], "test": splits["test"]},
                                    indent=1))
     common.update(dataset="decathlon", data_dir=str(datalist), max_epochs=epochs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
-    run_logged(cmd + bundle_args(common), run_dir / "log.txt", env)
-    state = torch.load(run_dir / "checkpoint_latest.pt", map_location="cpu", weights_only=True)["model"]
-    partial = final.with_suffix(".tmp")
-    torch.save(state, partial)
-    partial.replace(final)
-    (run_dir / "training.json").write_text(json.dumps({"minutes": training_minutes(run_dir / "log.txt"),
-                                                       "images": len(everything)}))
-    return final
+    run_logged(TRAIN_COMMAND + bundle_args(common), run_dir / "log.txt", thread_env(args.threads))
+    done.write_text(json.dumps({"minutes": training_minutes(run_dir / "log.txt"), "images": len(everything)}))
+    return run_dir / "model.pt"
 
 
 def best_validation(run_dir: Path) -> dict:
@@ -285,7 +281,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads per job (default: CPU cores / jobs)")
     parser.add_argument("--final", metavar="MODEL", choices=list(MODELS),
                         help="instead of the table: train MODEL on all images of the first --datasets entry for its "
-                        "epoch budget and write its final weights (the shipped bundle/models/model.pt)")
+                        "epoch budget; prints the path of its model.pt (the shipped bundle/models/model.pt)")
     parser.add_argument("--tables-only", action="store_true", help="only rebuild results.csv/.md from --out")
     args = parser.parse_args()
     if args.threads is None:
