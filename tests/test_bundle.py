@@ -168,6 +168,35 @@ def test_inference_writes_masks_at_the_original_size(work, trained, tmp_path):
         assert values <= {0, 255}, values
 
 
+def test_scaled_crops_train_evaluate_and_infer_with_sliding_windows_and_flip_tta(work, tmp_path):
+    """``--image_scale``: zoomed images, random ``img_size`` crops in training, sliding windows (+ flips) after."""
+    from PIL import Image
+
+    scale = ["--image_scale", "0.75"]  # demo images 128 -> 96, so crops of 64 and 2x2 windows
+    log = _ok(_run(_train_args(work, tmp_path, "--max_epochs", "1", *scale, "--augmentation", "dihedral_color")))
+    assert _epochs_completed(log) == [1]  # MedT(img_size=64) would refuse the 96x96 images without the crops
+    model = tmp_path / "models" / "model.pt"
+    args = [
+        "run", "--config_file", _configs(TRAIN, EVALUATE, work["subset"]), *work["common"], *scale, "--tta", "true",
+        "--output_dir", str(tmp_path / "evaluate"), "--ckpt_path", str(model),
+    ]  # fmt: skip
+    _ok(_run(args))
+    rows = (tmp_path / "evaluate" / "test_mean_dice_raw.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + N_TEST
+    src = sorted((work["demo"] / "test" / "img").glob("*.png"))[0]
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    with Image.open(src) as im:
+        im.convert("RGB").resize((150, 90)).save(in_dir / "wide.png")
+    args = [
+        "run", "--config_file", INFERENCE, "--img_size", str(IMG), *scale, "--tta", "true",
+        "--dataset_dir", str(in_dir), "--output_dir", str(tmp_path / "out"), "--ckpt_path", str(model),
+    ]  # fmt: skip
+    _ok(_run(args))
+    with Image.open(tmp_path / "out" / "wide_seg.png") as m:
+        assert m.size == (150, 90)
+
+
 GLAS = ROOT.parent / "shared" / "data" / "glas" / "train"
 
 
@@ -230,7 +259,8 @@ def test_inference_on_nifti_writes_nifti(work, trained, tmp_path):
 def test_inference_config_network_matches_training_config():
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
-    for key in ("networks", "network_def", "network_name", "img_size", "in_channels", "num_classes", "intensity_max"):
+    for key in ("networks", "network_def", "network_name", "img_size", "image_scale", "in_channels", "num_classes",
+                "intensity_max", "tta", "window_inferer"):
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
     post = [t["_target_"] for t in infer["postprocessing"]["transforms"]]
     # MONAI Label drops SaveImaged and needs the channel squeezed and uint8 after it (2D PNG)

@@ -1,0 +1,3 @@
+from .flip import FlipInferer
+
+__all__ = ["FlipInferer"]

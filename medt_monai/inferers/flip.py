@@ -1,0 +1,47 @@
+"""Flip test-time augmentation as a MONAI inferer."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from monai.inferers import Inferer, SimpleInferer
+
+__all__ = ["FlipInferer"]
+
+
+class FlipInferer(Inferer):
+    """Averages a network's logits over all flips of the spatial axes (test-time augmentation).
+
+    For an input of shape ``(B, C, *spatial)`` with ``spatial_dims`` spatial axes the network runs on the
+    ``2 ** spatial_dims`` combinations of flipped axes (identity included); each output is flipped back and the
+    logits are averaged, so the result has the shape of one plain forward pass, ``(B, out_channels, *spatial)``.
+    Averaging logits (not probabilities) keeps the bundle's ``Activationsd(softmax=True)`` post-processing valid.
+
+    Args:
+        inferer: runs each flipped copy (default :class:`monai.inferers.SimpleInferer`; a
+            :class:`monai.inferers.SlidingWindowInferer` gives flip-averaged sliding-window inference).
+        spatial_dims: number of trailing spatial axes to flip.
+    """
+
+    def __init__(self, inferer: Inferer | None = None, spatial_dims: int = 2) -> None:
+        super().__init__()
+        if spatial_dims < 1:
+            raise ValueError(f"spatial_dims must be >= 1, got {spatial_dims}.")
+        self.inferer = inferer if inferer is not None else SimpleInferer()
+        self.spatial_dims = spatial_dims
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        axes = range(inputs.ndim - self.spatial_dims, inputs.ndim)
+        total = None
+        count = 0
+        for n in range(self.spatial_dims + 1):
+            for flip in itertools.combinations(axes, n):
+                flipped = torch.flip(inputs, flip) if flip else inputs
+                logits = self.inferer(flipped, network, *args, **kwargs)
+                logits = torch.flip(logits, flip) if flip else logits
+                total = logits if total is None else total + logits
+                count += 1
+        return total / count

@@ -1,0 +1,54 @@
+"""Flip test-time augmentation (``medt_monai.inferers.FlipInferer``), used by the bundle's ``--tta true``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import SimpleInferer, SlidingWindowInferer
+
+from medt_monai.inferers import FlipInferer
+
+
+def _position_net(x: torch.Tensor) -> torch.Tensor:
+    """Not flip-equivariant: the output depends on where a pixel is (adds a horizontal ramp)."""
+    ramp = torch.arange(x.shape[-1], dtype=x.dtype).expand_as(x[:, :1])
+    return torch.cat([x[:, :1] * 2 + ramp, -x[:, :1]], dim=1)
+
+
+def test_flip_average_equals_the_hand_computed_mean_of_the_four_flips():
+    x = torch.randn(2, 3, 8, 6)
+    expected = (
+        _position_net(x)
+        + _position_net(x.flip(2)).flip(2)
+        + _position_net(x.flip(3)).flip(3)
+        + _position_net(x.flip(2, 3)).flip(2, 3)
+    ) / 4
+    out = FlipInferer()(x, _position_net)
+    assert out.shape == (2, 2, 8, 6)
+    torch.testing.assert_close(out, expected)
+    # by hand for channel 0 (2x + ramp): each flip is undone, so 2x stays and the ramp j, j, W-1-j, W-1-j averages
+    # to (W - 1) / 2 everywhere
+    torch.testing.assert_close(out[:, 0], 2 * x[:, 0] + (6 - 1) / 2)
+
+
+def test_flip_equivariant_network_gives_the_plain_output():
+    conv = torch.nn.Conv2d(3, 2, kernel_size=1)
+    x = torch.randn(1, 3, 16, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(FlipInferer()(x, conv), SimpleInferer()(x, conv))
+
+
+def test_wraps_a_sliding_window_inferer():
+    conv = torch.nn.Conv2d(3, 2, kernel_size=3, padding=1)
+    x = torch.randn(1, 3, 40, 28)
+    window = SlidingWindowInferer(roi_size=(16, 16), sw_batch_size=2, overlap=0.25)
+    with torch.no_grad():
+        out = FlipInferer(window)(x, conv)
+        manual = sum(window(x.flip(d), conv).flip(d) if d else window(x, conv) for d in ((), (2,), (3,), (2, 3))) / 4
+    assert out.shape == (1, 2, 40, 28)
+    torch.testing.assert_close(out, manual)
+
+
+def test_rejects_zero_spatial_dims():
+    with pytest.raises(ValueError, match="spatial_dims"):
+        FlipInferer(spatial_dims=0)
