@@ -39,7 +39,8 @@ GATED_MODELS = ["medt", "medt_effective", "gated_axial_unet", "gated_axial_unet_
 def load_run(run_dir: Path, data_root: str):
     """The network of a finished run with its selected (best-validation) weights, in eval mode, and its config."""
     result = json.loads((run_dir / "result.json").read_text())
-    config = bundle_config(overrides(result["dataset"], result["img_size"], result["model"], run_dir, data_root))
+    common = overrides(result["dataset"], result["img_size"], result["model"], run_dir, data_root)
+    config = bundle_config(common, result.get("recipe", "paper"))
     network = config.get_parsed_content("network_def")
     state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     network.load_state_dict(state.get("model", state))

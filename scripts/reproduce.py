@@ -42,7 +42,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundle" / "configs" / "train.json"
 EVALUATE = REPO / "bundle" / "configs" / "evaluate.json"
-TRAIN_COMMAND = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN)]
+#: ``--recipe`` -> config files merged after ``train.json``: the paper's recipe, or the bundle's default (issue 9)
+RECIPES = {"paper": [REPO / "bundle" / "configs" / "paper_recipe.json"], "bundle": []}
+
+
+def config_files(recipe: str, *extra: Path) -> str:
+    """The ``--config_file`` argument of ``monai.bundle run``: train.json, ``extra`` (evaluate.json), the recipe last
+    (so that its ``tta`` wins over evaluate.json's)."""
+    return json.dumps([str(f) for f in (TRAIN, *extra, *RECIPES[recipe])])
+
+
+def train_command(recipe: str) -> list[str]:
+    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_files(recipe)]
+
 
 #: table name -> (bundle network name, extra bundle overrides)
 MODELS: dict[str, tuple[str, dict[str, str]]] = {
@@ -151,12 +163,13 @@ def thread_env(threads: int) -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 
-def bundle_config(common: dict[str, object]):
-    """A ``monai.bundle.ConfigParser`` of ``train.json`` with ``common`` applied, as ``monai.bundle run`` would."""
+def bundle_config(common: dict[str, object], recipe: str = "paper"):
+    """A ``monai.bundle.ConfigParser`` of ``train.json`` + ``recipe`` with ``common`` applied, as ``monai.bundle run``
+    would."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(TRAIN))
+    parser.read_config(json.loads(config_files(recipe)))
     for key, value in common.items():
         parser[key] = json.loads(value.replace("'", '"')) if isinstance(value, str) and value.startswith("[") else value
     return parser
@@ -173,21 +186,22 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
     env = thread_env(args.threads)
     log = run_dir / "log.txt"
     if not (run_dir / "training_done").exists():  # an interrupted training resumes (the bundle's own resume)
-        run_logged(TRAIN_COMMAND + bundle_args({**common, "max_epochs": epochs}), log, env)
+        run_logged(train_command(args.recipe) + bundle_args({**common, "max_epochs": epochs}), log, env)
         (run_dir / "training_done").touch()
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps([str(TRAIN), str(EVALUATE)])]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_files(args.recipe, EVALUATE)]
     eval_seconds = run_logged(cmd + bundle_args({**common, "ckpt_path": str(run_dir / "model.pt")}), log, env)
     dice = per_image(run_dir / "test_mean_dice_raw.csv")
     iou = per_image(run_dir / "test_mean_iou_raw.csv")
     result = {
         "dataset": dataset,
         "model": model,
+        "recipe": args.recipe,
         "img_size": size,
         "epochs": epochs,
         "f1": 100 * sum(dice.values()) / len(dice),
         "iou": 100 * sum(iou.values()) / len(iou),
         "test_images": len(dice),
-        "parameters": count_parameters(common),
+        "parameters": count_parameters(common, args.recipe),
         "train_minutes": training_minutes(log),
         "eval_seconds": eval_seconds,
         "threads": args.threads,
@@ -197,9 +211,9 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
     return result
 
 
-def count_parameters(common: dict) -> int:
+def count_parameters(common: dict, recipe: str) -> int:
     """Trainable parameters of the network the bundle builds for these overrides."""
-    return sum(p.numel() for p in bundle_config(common).get_parsed_content("network_def").parameters())
+    return sum(p.numel() for p in bundle_config(common, recipe).get_parsed_content("network_def").parameters())
 
 
 def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse.Namespace) -> Path:
@@ -225,7 +239,7 @@ def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse
     datalist.write_text(json.dumps({"training": everything, "validation": splits["validation"], "test": splits["test"]},
                                    indent=1))
     common.update(dataset="decathlon", data_dir=str(datalist), max_epochs=epochs)
-    run_logged(TRAIN_COMMAND + bundle_args(common), run_dir / "log.txt", thread_env(args.threads))
+    run_logged(train_command(args.recipe) + bundle_args(common), run_dir / "log.txt", thread_env(args.threads))
     done.write_text(json.dumps({"minutes": training_minutes(run_dir / "log.txt"), "images": len(everything)}))
     return run_dir / "model.pt"
 
@@ -272,6 +286,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["glas:128:400", "monuseg:512:400"],
                         help="DATASET:SIZE:EPOCHS entries (the paper: glas:128:400 monuseg:512:400)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--recipe", default="paper", choices=list(RECIPES),
+                        help="paper: bundle/configs/paper_recipe.json over train.json (the table of docs/results.md); "
+                        "bundle: train.json's default recipe (docs/recipes.md)")
     parser.add_argument("--out", default=str(REPO / "runs" / "reproduce"))
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--val-fraction", type=float, default=0.15)

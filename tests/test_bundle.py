@@ -572,3 +572,18 @@ def test_default_training_command_on_demo_data(tmp_path):
     last = re.findall(r"val_mean_dice: ([0-9.]+) val_mean_iou: ([0-9.]+)", log)[-1]
     print(f"default demo training: {wall:.0f} s, last validation Dice {last[0]}, IoU {last[1]}")
     assert wall < 420, f"default demo training took {wall:.0f} s"
+
+
+@pytest.mark.parametrize("flag, flips", [("false", False), ("False", False), (False, False), ("true", True), (True, True)])
+def test_boolean_switches_read_command_line_strings(flag, flips):
+    """``--tta false`` arrives as the string 'false' from the command line; it must switch TTA off, not on."""
+    from monai.bundle import ConfigParser
+    from monai.inferers import SimpleInferer
+
+    from medt_monai.inferers import FlipInferer
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser["tta"] = flag
+    inferer = parser.get_parsed_content("inferer")
+    assert isinstance(inferer, FlipInferer if flips else SimpleInferer)
