@@ -6,9 +6,10 @@ subprocess per model, so what this script measures is exactly what a user gets:
 - splits: ``medt_monai.data.dataset_splits`` (seeded). GlaS: validation and held-out test carved out of the 85
   training images (``--val-fraction`` / ``--test-fraction`` of all images); MoNuSeg: the official 14 test images are
   the test set, validation carved out of the 30 training images.
-- training: ``bundle/configs/train.json`` with the paper's recipe (Adam, lr 1e-3, batch 4, cross-entropy, flips;
-  gates frozen for the first ``min(10, epochs // 3)`` epochs) for ``--epochs`` epochs; the checkpoint with the best
-  validation Dice is kept (model selection on validation only).
+- training: ``bundle/configs/train.json`` with ``--recipe paper`` (default: ``bundle/configs/paper_recipe.json``,
+  the paper's Adam, lr 1e-3, batch 4, cross-entropy, flips; gates frozen for the first ``min(10, epochs // 3)``
+  epochs) or ``--recipe bundle`` (train.json's own default recipe, ``docs/recipes.md``) for ``--epochs`` epochs;
+  the checkpoint with the best validation Dice is kept (model selection on validation only).
 - evaluation: ``bundle/configs/evaluate.json`` on the test split, in eval mode, predictions resized back to each
   image's original size; per-image foreground Dice (= F1 for binary masks) and IoU, averaged over images as the
   paper does. An image with an empty ground-truth mask would be left out of the mean (MONAI's ``ignore_empty``);
@@ -22,7 +23,10 @@ Example (what produced ``docs/results.md``)::
 
     python scripts/reproduce.py --data-root ../shared/data --datasets glas:128:30 monuseg:256:8 --jobs 2 --threads 1
     python scripts/figures.py --runs runs/reproduce --out docs/figures
-    # the shipped weights: MedT on all 85 GlaS training images, same recipe and budget
+    # the bundle's recipe (docs/recipes.md); runs/reproduce_ours/glas/medt/model.pt is the shipped model.pt
+    python scripts/reproduce.py --data-root ../shared/data --recipe bundle --datasets glas:128:100 monuseg:256:30 \
+        --models medt resunet --out runs/reproduce_ours --jobs 1 --threads 1
+    # MedT on all 85 GlaS training images (no held-out score left; not what is shipped)
     python scripts/reproduce.py --data-root ../shared/data --datasets glas:128:30 --final medt --threads 1
 """
 
