@@ -66,7 +66,8 @@ def analyse(items: list[dict], preds: dict[str, Path], band: int, bins: tuple[in
     for item in items:
         label = Path(item["label"])
         truth = np.asarray(Image.open(label).convert("L")) > 0
-        glands = instances(label, truth)
+        glands = [(int(np.searchsorted(bins, r.area, side="right")), r.coords[:, 0], r.coords[:, 1])
+                  for r in measure.regionprops(instances(label, truth))]
         band_mask = boundary_band(truth, band)
         stem = Path(item["image"]).stem
         per_image[stem] = {}
@@ -78,9 +79,7 @@ def analyse(items: list[dict], preds: dict[str, Path], band: int, bins: tuple[in
             per_image[stem][name] = score
             summary[name]["f1"].append(score)
             summary[name]["boundary"].append(dice(pred & band_mask, truth & band_mask))
-            for region in measure.regionprops(glands):
-                size_class = int(np.searchsorted(bins, region.area, side="right"))
-                rows, cols = region.coords[:, 0], region.coords[:, 1]
+            for size_class, rows, cols in glands:
                 summary[name]["total"][size_class] += 1
                 summary[name]["found"][size_class] += int(pred[rows, cols].mean() >= 0.5)
     return summary, per_image

@@ -50,14 +50,14 @@ EVALUATE = REPO / "bundle" / "configs" / "evaluate.json"
 RECIPES = {"paper": [REPO / "bundle" / "configs" / "paper_recipe.json"], "bundle": []}
 
 
-def config_files(recipe: str, *extra: Path) -> str:
-    """The ``--config_file`` argument of ``monai.bundle run``: train.json, ``extra`` (evaluate.json), the recipe last
-    (so that its ``tta`` wins over evaluate.json's)."""
-    return json.dumps([str(f) for f in (TRAIN, *extra, *RECIPES[recipe])])
+def config_files(recipe: str, *extra: Path) -> list[str]:
+    """The config files of ``monai.bundle run``: train.json, ``extra`` (evaluate.json), the recipe last (so that its
+    ``tta`` wins over evaluate.json's)."""
+    return [str(f) for f in (TRAIN, *extra, *RECIPES[recipe])]
 
 
 def train_command(recipe: str) -> list[str]:
-    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_files(recipe)]
+    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(config_files(recipe))]
 
 
 #: table name -> (bundle network name, extra bundle overrides)
@@ -173,7 +173,7 @@ def bundle_config(common: dict[str, object], recipe: str = "paper"):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(json.loads(config_files(recipe)))
+    parser.read_config(config_files(recipe))
     for key, value in common.items():
         parser[key] = json.loads(value.replace("'", '"')) if isinstance(value, str) and value.startswith("[") else value
     return parser
@@ -192,7 +192,8 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
     if not (run_dir / "training_done").exists():  # an interrupted training resumes (the bundle's own resume)
         run_logged(train_command(args.recipe) + bundle_args({**common, "max_epochs": epochs}), log, env)
         (run_dir / "training_done").touch()
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_files(args.recipe, EVALUATE)]
+    configs = json.dumps(config_files(args.recipe, EVALUATE))
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs]
     eval_seconds = run_logged(cmd + bundle_args({**common, "ckpt_path": str(run_dir / "model.pt")}), log, env)
     dice = per_image(run_dir / "test_mean_dice_raw.csv")
     iou = per_image(run_dir / "test_mean_iou_raw.csv")
