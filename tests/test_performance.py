@@ -1,15 +1,42 @@
 """The optimised attention computes the same mathematics as the plain formulation (BatchNorm modules, einsum, gathered
-relative encodings), in eval and training mode, chunked and channels-last."""
+relative encodings), in eval and training mode, chunked and channels-last, in both implementations: the compiled CPU
+kernel (``medt_monai/_extensions``) and the PyTorch operators (GPUs, bf16, tracing, machines without a compiler)."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from medt_monai._extensions import cpu_attention_available
+from medt_monai._extensions.loader import ENV_SWITCH
 from medt_monai.networks import set_memory_lean
 from medt_monai.networks.blocks import AxialAttention
 from medt_monai.networks.nets import MedT
+
+
+@pytest.fixture(params=["kernel", "pytorch"])
+def implementation(request, monkeypatch):
+    """Run a test with the compiled CPU kernel, then with the PyTorch implementation."""
+    if request.param == "pytorch":
+        monkeypatch.setenv(ENV_SWITCH, "0")
+    elif not cpu_attention_available():
+        pytest.skip("the CPU attention kernel could not be built here (see the warning); PyTorch fallback tested")
+    return request.param
+
+
+def _use(implementation: str, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_SWITCH, "1" if implementation == "kernel" else "0")
+
+
+def test_cpu_kernel_is_built_where_a_compiler_exists(monkeypatch):
+    """The speed of the CPU numbers in docs/performance.md depends on it; a silent fallback would hide a broken build."""
+    monkeypatch.delenv(ENV_SWITCH, raising=False)
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: MedT uses the PyTorch implementation")
+    assert cpu_attention_available()
 
 
 def _plain(layer: AxialAttention, x: torch.Tensor) -> torch.Tensor:
@@ -51,14 +78,16 @@ def _randomise(layer: torch.nn.Module) -> None:
 
 @pytest.mark.parametrize("kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"), ("gated", "effective")])
 @pytest.mark.parametrize("axis", [0, 1])
-@pytest.mark.parametrize("length", [12, 20], ids=["short_rows", "long_rows"])  # two softmax code paths
-def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, placement, axis, length):
+# two softmax code paths of the PyTorch implementation; the longer rows in a layer built for longer ones (central
+# offsets of the relative table)
+@pytest.mark.parametrize("length, axis_length", [(12, 12), (20, 23)], ids=["short_rows", "long_rows_longer_table"])
+def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, placement, axis, length, axis_length, implementation):
     torch.manual_seed(0)
-    fused = AxialAttention(32, length, axis, kind=kind, gate_placement=placement)
+    fused = AxialAttention(32, axis_length, axis, kind=kind, gate_placement=placement)
     _randomise(fused)
-    plain = AxialAttention(32, length, axis, kind=kind, gate_placement=placement)
+    plain = AxialAttention(32, axis_length, axis, kind=kind, gate_placement=placement)
     plain.load_state_dict(fused.state_dict())
-    fused.max_lines = 7  # 30 lines in chunks of 7: training statistics must not depend on the chunking
+    fused.max_lines = 7  # PyTorch: 30 lines in chunks of 7, training statistics must not depend on the chunking
     x = torch.randn(3, 32, 10, length) if axis else torch.randn(3, 32, length, 10)
     for training in (False, True, False):  # eval, training (updates running stats), eval with the updated stats
         fused.train(training)
@@ -100,23 +129,59 @@ def test_memory_lean_inference_and_channels_last_give_the_same_output():
     torch.testing.assert_close(channels_last, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_chunked_training_gives_the_same_output_gradients_and_statistics():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
+def test_kernel_and_chunked_pytorch_training_agree_on_medt(memory_format, monkeypatch):
+    """One training step of a whole MedT (every head width: 1-8 query channels, lines of 2-32 positions) in the CPU
+    kernel and in the PyTorch implementation, chunked: same output, parameter gradients and running statistics.
+
+    In float64: in float32 both differ from the exact gradients by round-off that training-mode BatchNorm over tiny
+    deep maps (batch 2, 4x4 patches) amplifies to several per cent for some parameters, alike for both."""
+    if not cpu_attention_available():
+        pytest.skip("the CPU attention kernel could not be built here (see the warning)")
     torch.manual_seed(0)
-    network = MedT(img_size=64)
-    chunked = MedT(img_size=64)
+    network = MedT(img_size=64).double().to(memory_format=memory_format)
+    chunked = MedT(img_size=64).double().to(memory_format=memory_format)
     chunked.load_state_dict(network.state_dict())
     set_memory_lean(chunked, 3)
-    image = torch.rand(2, 3, 64, 64)
-    expected, out = network(image), chunked(image)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    image = torch.rand(2, 3, 64, 64, dtype=torch.float64).contiguous(memory_format=memory_format)
+    _use("kernel", monkeypatch)
+    expected = network(image)
     expected.square().sum().backward()
+    _use("pytorch", monkeypatch)
+    out = chunked(image)
     out.square().sum().backward()
-    # float round-off, relative to the largest gradient (BatchNorm-cancelled gates and biases have ~0 gradients)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
     scale = max(p.grad.abs().max() for p in network.parameters() if p.grad is not None)
     for (name, p), p_chunked in zip(network.named_parameters(), chunked.parameters()):
         if p.grad is not None:
-            assert (p_chunked.grad - p.grad).abs().max() < 1e-5 * scale, name
-    torch.testing.assert_close(chunked.state_dict(), network.state_dict(), rtol=1e-5, atol=1e-6)
+            assert (p_chunked.grad - p.grad).abs().max() < 1e-10 * scale, name
+    torch.testing.assert_close(chunked.state_dict(), network.state_dict(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["nopos", "gated"])
+def test_kernel_in_float64_equals_plain_formulation_to_double_round_off(kind):
+    """In float64 the kernel must agree with the plain formulation far below float32 round-off: a wrong index or a
+    missing term cannot hide in a tolerance."""
+    if not cpu_attention_available():
+        pytest.skip("the CPU attention kernel could not be built here (see the warning)")
+    torch.manual_seed(0)
+    layer = AxialAttention(64, 19, 1, kind=kind).double()  # 8 query channels per head, a table longer than the rows
+    _randomise(layer)
+    x = torch.randn(2, 64, 5, 17, dtype=torch.float64, requires_grad=True)
+    for training in (True, False):
+        layer.train(training)
+        reference = AxialAttention(64, 19, 1, kind=kind).double().train(training)
+        reference.load_state_dict(layer.state_dict())
+        out, expected = layer(x), _plain(reference, x)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        weights = torch.randn_like(out)
+        (grad,) = torch.autograd.grad((out * weights).sum(), x)
+        (grad_expected,) = torch.autograd.grad((expected * weights).sum(), x)
+        torch.testing.assert_close(grad, grad_expected, rtol=1e-9, atol=1e-9)
+        if kind == "gated":
+            (grad_table,) = torch.autograd.grad((layer(x) * weights).sum(), layer.relative_position)
+            (grad_table_expected,) = torch.autograd.grad((_plain(reference, x) * weights).sum(), reference.relative_position)
+            torch.testing.assert_close(grad_table, grad_table_expected, rtol=1e-9, atol=1e-9)
 
 
 def test_bf16_autocast_runs_and_stays_close():

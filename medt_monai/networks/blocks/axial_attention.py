@@ -11,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.data import MetaTensor
 
+from medt_monai._extensions import cpu_attention_available
+
 __all__ = ["AxialAttention", "ATTENTION_KINDS", "GATE_PLACEMENTS"]
 
 #: ``"axial"``: relative position encodings for q, k, v (Eq. 2); ``"gated"``: the same with the four gates of Eq. 3;
@@ -130,8 +132,7 @@ class AxialAttention(nn.Module):
         if isinstance(x, MetaTensor):
             # a plain tensor: slicing a batch of MetaTensors into chunks of lines would split their per-image metadata
             x = x.as_tensor()
-        dim = 2 + self.axis
-        length = x.shape[dim]
+        length = x.shape[2 + self.axis]
         if self.positional and length > self.axis_length:
             raise ValueError(
                 f"input {'height' if self.axis == 0 else 'width'} {length} exceeds the {self.axis_length} positions "
@@ -143,52 +144,138 @@ class AxialAttention(nn.Module):
             # Eval: BatchNorm after a bias-free 1x1 conv is a per-channel affine, folded into the conv's weight/bias.
             scale, shift = _norm_affine(self.qkv_norm)
             qkv = F.conv2d(x, self.to_qkv.weight * scale[:, None, None, None], shift)
-        # Every line along the attended axis becomes a sequence: (N, 2C, H, W) -> (N, other, 2C, L) -> (B, G, 2d, L).
-        qkv = qkv.movedim(dim, -1).movedim(1, -2)
-        lines_shape = qkv.shape[:-2]
-        qkv = qkv.reshape(-1, self.num_heads, 2 * self.head_channels, length)
-        half, d = self.head_channels // 2, self.head_channels
-        q, k, v = torch.split(qkv, [half, half, d], dim=2)  # (B, G, d/2 | d/2 | d, L)
-        lines = qkv.shape[0]
+        fused = _fused_kernel_applies(qkv)
+        # Every line along the attended axis is a sequence: a view (N, others, G, 2d, L) of the map, no copy.
+        n, _, height, width = qkv.shape
+        lines = qkv.view(n, self.num_heads, 2 * self.head_channels, height, width)
+        lines = lines.permute(0, 4, 1, 2, 3) if self.axis == 0 else lines.permute(0, 3, 1, 2, 4)
+        statistics = None
+        if self.qk_norm.training:
+            if fused:
+                statistics = _LineStatistics.apply(qkv, self.axis, self.num_heads, self.positional)
+            else:
+                half = self.head_channels // 2
+                statistics = _line_statistics(lines[..., :half, :], lines[..., half : 2 * half, :], self.positional)
+        scales, shift = self._logit_affine(statistics, lines.shape[:2].numel(), length)
 
-        # The three logit terms' BatchNorms (and gates) become per-head factors folded into q and k, with statistics in
-        # closed form (training) or running statistics (eval): nothing couples the lines after this point.
-        train, heads = self.qk_norm.training, (self.num_heads, 1, 1)
-        gate_q, gate_k, gate_v1, gate_v2 = self.gates() if self.gated else (None,) * 4
-        scale, shift = _norm_affine(self.qk_norm, _product_moments(q, k) if train else None)
-        q_k = q * scale.view(heads)
+        if fused:
+            table = self.relative_position if self.positional else None
+            if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (qkv, scales, shift, table)):
+                terms = _FusedAttention.apply(qkv, self.axis, self.num_heads, scales, shift, table)
+            else:
+                # inference: the output BatchNorms (running statistics) are applied inside the kernel
+                out_affine = self._value_affine()
+                return torch.ops.medt_monai.axial_attention_forward(
+                    qkv, self.axis, self.num_heads, scales, shift, table, out_affine
+                )[0]
+        else:
+            terms = self._attend_lines(lines, scales, shift, length)
+        gate_v1, gate_v2 = self.gates()[2:] if self.gated else (None, None)
+        out = self._normalise_values(terms[0], self.value_norm, gate_v1)
+        if self.positional:
+            out = out + self._normalise_values(terms[1], self.value_position_norm, gate_v2)
+        return out
+
+    def _logit_affine(
+        self, statistics: tuple[torch.Tensor, ...] | None, lines: int, length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three logit terms' BatchNorms (and gates G_Q, G_K of Eq. 3) as per-head factors and one shift:
+        ``logit_ij = shift + s_qk q_i.k_j + s_qr q_i.r^q_ij + s_kr k_j.r^k_ji``, with training statistics in closed form
+        (nothing of size ``L x L`` is formed) or running statistics in eval.
+
+        Args:
+            statistics: training mode: the line statistics of :func:`_line_statistics`; eval: None.
+            lines: number of lines ``B``.
+            length: ``L``.
+
+        Returns:
+            ``scales`` ``(G, 3)`` (``s_qk, s_qr, s_kr``; the last two zero without positional encoding) and ``shift``
+            ``(G,)``. Nothing couples the lines after this.
+        """
+        train = statistics is not None
+        count = lines * length * length
+        scale, shift = _norm_affine(self.qk_norm, _product_moments(*statistics[:2], count) if train else None)
+        if not self.positional:
+            zeros = torch.zeros_like(scale)
+            return torch.stack([scale, zeros, zeros], dim=1), shift
+        gate_q, gate_k = self.gates()[:2] if self.gated else (None, None)
+        after = self.gates_after_norm
+        moments_qr = moments_kr = None
+        if train:
+            half = self.head_channels // 2
+            r_q, r_k, _ = torch.split(self.relative_embeddings(length), [half, half, self.head_channels])
+            moments_qr = _position_moments(*statistics[2:4], r_q, count)
+            moments_kr = _position_moments(*statistics[4:6], r_k, count)
+        scale_qr, shift_qr = _norm_affine(self.qr_norm, moments_qr, gate_q, after)
+        scale_kr, shift_kr = _norm_affine(self.kr_norm, moments_kr, gate_k, after)
+        return torch.stack([scale, scale_qr, scale_kr], dim=1), shift + shift_qr + shift_kr
+
+    def _value_affine(self) -> torch.Tensor:
+        """``(3, C)`` rows ``a, b, c`` with ``a values + b values_position + c`` equal to the eval-mode output
+        BatchNorms (and gates G_V1, G_V2) of Eq. 2 / 3 (``b = 0`` without positional encoding)."""
+        gate_v1, gate_v2 = self.gates()[2:] if self.gated else (None, None)
+        scale, shift = _norm_affine(self.value_norm, None, gate_v1, self.gates_after_norm)
+        if not self.positional:
+            return torch.stack([scale, torch.zeros_like(scale), shift])
+        scale_position, shift_position = _norm_affine(self.value_position_norm, None, gate_v2, self.gates_after_norm)
+        return torch.stack([scale, scale_position, shift + shift_position])
+
+    def _attend_lines(
+        self, lines: torch.Tensor, scales: torch.Tensor, shift: torch.Tensor, length: int
+    ) -> tuple[torch.Tensor, ...]:
+        """The attention in PyTorch operators (GPUs, bf16, tracing, or no compiled kernel): ``lines``
+        ``(N, others, G, 2d, L)`` -> ``sum_j a_ij v_j`` (and ``sum_j a_ij r^v_ij``), each ``(N, C, H, W)``."""
+        batch, others = lines.shape[:2]
+        lines = lines.reshape(-1, self.num_heads, 2 * self.head_channels, length)  # (B, G, 2d, L)
+        half, d = self.head_channels // 2, self.head_channels
+        q, k, v = torch.split(lines, [half, half, d], dim=2)  # (B, G, d/2 | d/2 | d, L)
+        heads = (self.num_heads, 1, 1)
+        inputs = (q * scales[:, 0].view(heads), k, v, shift.view(heads))
         if self.positional:
             r_q, r_k, r_v = torch.split(self.relative_embeddings(length), [half, half, d])  # (d/2 | d/2 | d, L, L)
-            after = self.gates_after_norm
-            scale_qr, shift_qr = _norm_affine(self.qr_norm, _position_moments(q, r_q) if train else None, gate_q, after)
-            scale_kr, shift_kr = _norm_affine(self.kr_norm, _position_moments(k, r_k) if train else None, gate_k, after)
-            q_r, k_r = q * scale_qr.view(heads), k * scale_kr.view(heads)
-            shift = shift + shift_qr + shift_kr
             # all three indexed [c, i, j] (r^k_ji transposed once), so every relative term is a contiguous broadcast
             encodings = (r_q, r_k.transpose(1, 2).contiguous(), r_v)
-        shift = shift.view(heads)
-
-        chunk = self.max_lines or (max(1, CHUNK_LOGITS // (self.num_heads * length * length)) if x.is_cpu else lines)
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-        if tracing:
-            chunk = lines  # a loop over shape-dependent chunks would be frozen into the trace / graph
-        inputs = (q_k, k, v, shift) + ((q_r, k_r, *encodings) if self.positional else ())
-        if torch.is_grad_enabled() and not tracing and any(t.requires_grad for t in inputs):
+            inputs += (q * scales[:, 1].view(heads), k * scales[:, 2].view(heads), *encodings)
+        total = lines.shape[0]
+        chunk = self.max_lines or (max(1, CHUNK_LOGITS // (self.num_heads * length * length)) if lines.is_cpu else total)
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            chunk = total  # a loop over shape-dependent chunks would be frozen into the trace / graph
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             terms = _ChunkedAttention.apply(chunk, *inputs)
         else:
             terms = _attend_chunks(chunk, *inputs)
-        out = self._normalise_values(terms[0], self.value_norm, gate_v1)  # (B, G, L, d)
-        if self.positional:
-            out = out + self._normalise_values(terms[1], self.value_position_norm, gate_v2)
-        # (B, G, L, d) -> (B, L, G, d) -> (N, other, L, C) -> (N, C, H, W)
-        out = out.transpose(1, 2).reshape(lines_shape + (length, self.channels))
-        return out.permute(0, 3, 2, 1) if self.axis == 0 else out.permute(0, 3, 1, 2)
+        # (B, G, L, d) -> (N, others, G, L, d) -> (N, G, d, H, W) -> (N, C, H, W)
+        order = (0, 2, 4, 3, 1) if self.axis == 0 else (0, 2, 4, 1, 3)
+        return tuple(
+            t.view(batch, others, self.num_heads, length, d).permute(order).reshape(batch, self.channels, *_hw(length, others, self.axis))
+            for t in terms
+        )
 
     def _normalise_values(self, term: torch.Tensor, norm: nn.Module, gate: torch.Tensor | None) -> torch.Tensor:
-        """One output term of Eq. 2 / 3, ``(B, G, L, d)``, batch-normalised per channel and gated."""
-        scale, shift = _norm_affine(norm, _batch_moments(term) if norm.training else None, gate, self.gates_after_norm)
-        channels = (self.num_heads, 1, self.head_channels)
-        return torch.addcmul(shift.view(channels), term, scale.view(channels))
+        """One output term of Eq. 2 / 3, ``(N, C, H, W)``, batch-normalised per channel and gated."""
+        if not norm.training:
+            scale, shift = _norm_affine(norm, None, gate, self.gates_after_norm)
+            return torch.addcmul(shift[:, None, None], term, scale[:, None, None])
+        weight, bias = norm.weight, norm.bias
+        if gate is not None and self.gates_after_norm:
+            weight, bias = gate * weight, gate * bias  # gate * BN(term)
+        elif gate is not None:
+            term = gate * term  # BN(gate * term)
+        return _batch_norm(norm, term, weight, bias)
+
+
+def _hw(length: int, others: int, axis: int) -> tuple[int, int]:
+    """``(H, W)`` of a map whose lines along ``axis`` have ``length`` positions and ``others`` lines per image."""
+    return (length, others) if axis == 0 else (others, length)
+
+
+def _batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """Training-mode ``norm(x)`` over the channels of ``(N, C, ...)`` ``x``, with ``weight`` and ``bias`` in place of
+    ``norm``'s own affine (a gated form of them), running statistics updated as :class:`torch.nn.BatchNorm2d` does."""
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+    momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+    return F.batch_norm(x, norm.running_mean, norm.running_var, weight, bias, True, momentum, norm.eps)
 
 
 #: Logits per chunk of lines on CPU (``max_lines=None``): 2**18 fp32 values (1 MiB) per ``(lines, G, L, L)`` tensor keep
@@ -325,6 +412,41 @@ class _ChunkedAttention(torch.autograd.Function):
         return None, grad_q, grad_k, grad_v, grad_shift, grad_q_r, grad_k_r, grad_r_q, grad_r_k, grad_r_v
 
 
+def _fused_kernel_applies(qkv: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernel (``medt_monai/_extensions``) attends the lines of ``qkv``: CPU float32 / float64
+    maps outside tracing and compiling (which need PyTorch operators), when the kernel could be built."""
+    return (
+        qkv.is_cpu
+        and qkv.dtype in (torch.float32, torch.float64)
+        and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+        and cpu_attention_available()
+    )
+
+
+class _FusedAttention(torch.autograd.Function):
+    """The attention of every line of a ``(N, 2C, H, W)`` qkv map in the compiled CPU kernel (forward and backward),
+    given the per-head logit ``scales`` ``(G, 3)``, ``shift`` ``(G,)`` and the relative table (or None): returns
+    ``sum_j a_ij v_j`` (and ``sum_j a_ij r^v_ij``) as ``(N, C, H, W)`` maps. Like :class:`_ChunkedAttention` it keeps no
+    ``L x L`` tensor for the backward, which recomputes the attention weights row by row."""
+
+    @staticmethod
+    def forward(ctx, qkv, axis: int, heads: int, scales, shift, table) -> tuple[torch.Tensor, ...]:
+        ctx.axis, ctx.heads = axis, heads
+        ctx.save_for_backward(qkv, scales, shift, table)
+        return tuple(torch.ops.medt_monai.axial_attention_forward(qkv, axis, heads, scales, shift, table, None))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        qkv, scales, shift, table = ctx.saved_tensors
+        grad_position = grads[1] if table is not None else None
+        grad_qkv, grad_scales, *grad_table = torch.ops.medt_monai.axial_attention_backward(
+            grads[0], grad_position, qkv, ctx.axis, ctx.heads, scales, shift, table
+        )
+        # the shift's gradient is exactly 0: softmax is invariant to a shift of the logits
+        return grad_qkv, None, None, grad_scales, torch.zeros_like(shift), grad_table[0] if grad_table else None
+
+
 Moments = tuple[torch.Tensor, torch.Tensor, int]
 
 
@@ -333,41 +455,65 @@ def _stats_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.device.type == "mps" else torch.float64
 
 
-def _product_moments(q: torch.Tensor, k: torch.Tensor) -> Moments:
-    """Per-head mean and biased variance of ``q_i . k_j`` over lines and ``i, j``, without forming the ``L x L`` terms.
+def _line_statistics(q: torch.Tensor, k: torch.Tensor, positional: bool) -> tuple[torch.Tensor, ...]:
+    """Sums over all lines behind the closed-form BatchNorm statistics of the logit terms (what the CPU kernel's
+    ``axial_attention_statistics`` computes), from ``(..., G, d/2, L)`` ``q, k`` (leading dimensions: the lines):
 
-    ``sum = sum_b (sum_i q_i) . (sum_j k_j)`` and ``sum of squares = sum_b <Q Q^T, K K^T>`` (``Q``: a line's ``d/2 x L``
-    queries), from ``(B, G, d/2, L)`` ``q, k``; returns ``(mean, var, count)`` with ``(G,)`` tensors.
+    - ``qk_sum = sum_b (sum_i q_i) . (sum_j k_j)`` and ``qk_squares = sum_b <Q Q^T, K K^T>`` (``Q``: a line's
+      ``d/2 x L`` queries), ``(G,)`` each;
+    - with positions, ``q_sum = sum_b q_i`` ``(G, d/2, L)``, ``q_gram = sum_b q_i q_i^T`` ``(G, L, d/2, d/2)``, and
+      ``k_sum``, ``k_gram`` alike.
     """
     q, k = q.to(_stats_dtype(q)), k.to(_stats_dtype(k))
-    lines, _, _, length = q.shape
-    count = lines * length * length
-    total = torch.einsum("bgc,bgc->g", q.sum(-1), k.sum(-1))
-    squares = torch.einsum("bgce,bgce->g", q @ q.transpose(-1, -2), k @ k.transpose(-1, -2))
-    mean = total / count
-    return mean, squares / count - mean * mean, count
+    statistics = (
+        torch.einsum("...gc,...gc->g", q.sum(-1), k.sum(-1)),
+        torch.einsum("...gce,...gce->g", q @ q.transpose(-1, -2), k @ k.transpose(-1, -2)),
+    )
+    if not positional:
+        return statistics
+    lines = tuple(range(q.dim() - 3))
+    for x in (q, k):
+        statistics += (x.sum(lines), torch.einsum("...gci,...gei->gice", x, x))
+    return statistics
 
 
-def _position_moments(x: torch.Tensor, r: torch.Tensor) -> Moments:
+class _LineStatistics(torch.autograd.Function):
+    """:func:`_line_statistics` of a ``(N, 2C, H, W)`` qkv map in the compiled CPU kernel, forward and backward."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, axis: int, heads: int, positional: bool) -> tuple[torch.Tensor, ...]:
+        ctx.axis, ctx.heads = axis, heads
+        ctx.save_for_backward(qkv)
+        return tuple(torch.ops.medt_monai.axial_attention_statistics(qkv, axis, heads, positional))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (qkv,) = ctx.saved_tensors
+        positions = grads[2:] if len(grads) > 2 else (None,) * 4
+        grad_qkv = torch.ops.medt_monai.axial_attention_statistics_backward(qkv, ctx.axis, ctx.heads, *grads[:2], *positions)
+        return grad_qkv, None, None, None
+
+
+def _product_moments(qk_sum: torch.Tensor, qk_squares: torch.Tensor, count: int) -> Moments:
+    """Per-head mean and biased variance of ``q_i . k_j`` over lines and ``i, j`` (``count`` terms), from the line
+    statistics of :func:`_line_statistics`; returns ``(mean, var, count)`` with ``(G,)`` tensors."""
+    mean = qk_sum / count
+    return mean, qk_squares / count - mean * mean, count
+
+
+def _position_moments(x_sum: torch.Tensor, x_gram: torch.Tensor, r: torch.Tensor, count: int) -> Moments:
     """Per-head mean and biased variance of ``x_i . r_ij`` over lines and ``i, j`` (``q_i . r^q_ij``, or ``k_j . r^k_ji``
     with ``i, j`` renamed), without forming the ``L x L`` terms: ``sum = sum_i (sum_b x_i) . (sum_j r_ij)`` and
-    ``sum of squares = sum_i <sum_b x_i x_i^T, sum_j r_ij r_ij^T>``. ``x``: ``(B, G, d/2, L)``, ``r``: ``(d/2, L, L)``.
+    ``sum of squares = sum_i <sum_b x_i x_i^T, sum_j r_ij r_ij^T>``, from ``x_sum = sum_b x_i`` ``(G, d/2, L)`` and
+    ``x_gram = sum_b x_i x_i^T`` ``(G, L, d/2, d/2)`` (:func:`_line_statistics`) and ``r`` ``(d/2, L, L)``.
     """
-    x, r = x.to(_stats_dtype(x)), r.to(_stats_dtype(x))
-    lines, _, _, length = x.shape
-    count = lines * length * length
-    total = torch.einsum("gci,ci->g", x.sum(0), r.sum(-1))
-    x_gram = torch.einsum("bgci,bgei->gice", x, x)  # (G, L, d/2, d/2)
+    r = r.to(x_sum.dtype)
+    total = torch.einsum("gci,ci->g", x_sum, r.sum(-1))
     r_gram = torch.einsum("cij,eij->ice", r, r)  # (L, d/2, d/2)
     squares = torch.einsum("gice,ice->g", x_gram, r_gram)
     mean = total / count
     return mean, squares / count - mean * mean, count
-
-
-def _batch_moments(term: torch.Tensor) -> Moments:
-    """Per-channel mean and biased variance of a ``(B, G, L, d)`` output term over ``B, L`` (channels ``g * d + c``)."""
-    var, mean = torch.var_mean(term, dim=(0, 2), correction=0)
-    return mean.reshape(-1), var.reshape(-1), term.shape[0] * term.shape[2]
 
 
 def _norm_affine(
