@@ -104,6 +104,16 @@ def build(name: str, size: int, channels: int, original: str | None) -> nn.Modul
     return {**OURS, **BASELINES}[name](size, channels)
 
 
+def prepare(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
+    """The run-time options of ``args`` applied to every model alike: ``--channels-last`` (weights and input),
+    ``--compile`` (``torch.compile``, default mode; compilation happens in the warm-up iterations)."""
+    if args.channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    if args.compile:
+        model = torch.compile(model)
+    return model, x
+
+
 def make_step(model: nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor, autocast: bool) -> Callable[[], None]:
     """One eval forward (``torch.inference_mode``) or one training step (forward, cross-entropy, backward, Adam)."""
     context = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if autocast else torch.enable_grad
@@ -172,6 +182,7 @@ def memory_worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = build(args.worker, args.size, args.channels, args.original)
     x, y = torch.rand(args.batch, args.channels, args.size, args.size), torch.randint(0, 2, (args.batch, args.size, args.size))
+    model, x = prepare(model, x, args)
     step = make_step(model, args.modes[0], x, y, args.bf16)
     base = _status_mb("VmRSS")
     for _ in range(2):
@@ -184,8 +195,7 @@ def peak_memory(name: str, mode: str, size: int, batch: int, args: argparse.Name
                str(args.channels), "--modes", mode, "--threads", str(args.threads)]  # fmt: skip
     if args.original:
         command += ["--original", args.original]
-    if args.bf16:
-        command.append("--bf16")
+    command += [flag for flag, on in (("--bf16", args.bf16), ("--channels-last", args.channels_last), ("--compile", args.compile)) if on]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         print(f"  memory of {name} {mode} failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -205,8 +215,8 @@ def run_setting(size: int, batch: int, args: argparse.Namespace, peak_gflops: fl
         models, steps, times = {}, {}, {}
         for name in names:
             try:
-                models[name] = build(name, size, args.channels, args.original)
-                steps[name] = make_step(models[name], mode, x, y, args.bf16)
+                models[name], inputs = prepare(build(name, size, args.channels, args.original), x, args)
+                steps[name] = make_step(models[name], mode, inputs, y, args.bf16)
                 for _ in range(args.warmup):
                     steps[name]()
                 times[name] = []
@@ -220,7 +230,7 @@ def run_setting(size: int, batch: int, args: argparse.Namespace, peak_gflops: fl
                 times[name].append(time.perf_counter() - start)
         for name in steps:
             median = statistics.median(times[name])
-            flops = count_flops(models[name], mode, x, y) if args.flops else None
+            flops = count_flops(getattr(models[name], "_orig_mod", models[name]), mode, x, y) if args.flops else None
             row = {
                 "model": name, "size": size, "batch": batch, "mode": mode, "median_s": median,
                 "images_per_s": batch / median,
@@ -305,6 +315,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2 on the reference machine)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last weights and inputs")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model (minutes per model on CPU)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-model subprocesses")
     parser.add_argument("--no-flops", dest="flops", action="store_false")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -321,7 +333,9 @@ def main() -> None:
         memory_worker(args)
         return
     peak = matmul_peak()
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak {peak:.1f} GFLOP/s", flush=True)
+    options = [flag for flag, on in (("bf16", args.bf16), ("channels-last", args.channels_last), ("compile", args.compile)) if on]
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak {peak:.1f} GFLOP/s, options: "
+          f"{', '.join(options) or 'none'}", flush=True)
     rows = []
     for setting in args.sizes:
         size, batch = (int(v) for v in setting.split(":"))

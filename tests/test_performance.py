@@ -209,3 +209,63 @@ def test_batched_metatensor_input_with_per_image_metadata():
     out.sum().backward()
     assert out.shape == (2, 2, 64, 64)
     torch.testing.assert_close(out.as_subclass(torch.Tensor), network(batch.as_tensor()).as_subclass(torch.Tensor))
+
+
+def _compile_graph_ops(module: torch.nn.Module, *inputs: torch.Tensor) -> tuple[set[str], torch.Tensor]:
+    """The operators in the graph that ``torch.compile`` (dynamo) captures of ``module(*inputs)``, and its output
+    computed through AOTAutograd's ``aot_eager`` backend (fake-tensor tracing and the registered gradients, no code
+    generation, so it takes seconds)."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    ops: set[str] = set()
+
+    def recording(graph, example_inputs):
+        ops.update(str(node.target).removesuffix(".default") for node in graph.graph.nodes if node.op == "call_function")
+        return aot_autograd(fw_compiler=lambda g, _: g, bw_compiler=lambda g, _: g)(graph, example_inputs)
+
+    torch._dynamo.reset()
+    out = torch.compile(module, backend=recording, fullgraph=True)(*inputs)
+    return ops, out
+
+
+@pytest.mark.parametrize("kind", ["nopos", "gated"])
+def test_torch_compile_keeps_the_kernel_in_one_graph_with_the_same_gradients(kind):
+    """``torch.compile`` must not fall back to the slower PyTorch operators on CPU, nor break the graph around the
+    kernel: its operators have shape functions (fake tensors) and registered gradients."""
+    if not cpu_attention_available():
+        pytest.skip("the CPU attention kernel could not be built here (see the warning)")
+    torch.manual_seed(0)
+    layer = AxialAttention(32, 16, 1, kind=kind).double()
+    _randomise(layer)
+    x = torch.randn(2, 32, 8, 16, dtype=torch.float64, requires_grad=True)
+    expected = layer(x)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    ops, out = _compile_graph_ops(layer, x)
+    assert {"medt_monai.axial_attention_forward", "medt_monai.axial_attention_statistics"} <= ops
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad, grad_expected, rtol=1e-10, atol=1e-10)
+    layer.eval()
+    with torch.inference_mode():
+        ops, out = _compile_graph_ops(layer, x.detach())
+        assert "medt_monai.axial_attention_forward" in ops
+        torch.testing.assert_close(out, _plain(layer, x.detach()), rtol=1e-10, atol=1e-10)
+
+
+def test_flop_counter_counts_the_kernel_like_a_matrix_formulation():
+    """``scripts/benchmark.py`` reports FLOP/s from ``FlopCounterMode``: the kernel's products must count as the
+    einsums / bmms of the authors' formulation would (hand count for one small map)."""
+    if not cpu_attention_available():
+        pytest.skip("the CPU attention kernel could not be built here (see the warning)")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    qkv = torch.randn(1, 32, 4, 8, requires_grad=True)  # 8 heads of d = 2 (h = 1); width attention: 4 lines of L = 8
+    scales, shift, table = torch.rand(8, 3), torch.zeros(8), torch.randn(4, 15)
+    lines_heads_pairs = 4 * 8 * 8 * 8
+    for positional, per_pair in ((False, 1 + 2), (True, 1 + 2 + 1 + 1 + 2)):
+        with FlopCounterMode(display=False) as counter:
+            out = torch.ops.medt_monai.axial_attention_forward(qkv, 1, 8, scales, shift, table if positional else None, None)
+        assert counter.get_total_flops() == 2 * lines_heads_pairs * per_pair
+        with FlopCounterMode(display=False) as counter:
+            sum(o.sum() for o in out).backward()
+        assert counter.get_total_flops() == 4 * lines_heads_pairs * per_pair

@@ -22,7 +22,9 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -93,40 +95,104 @@ struct Sizes {
   int64_t blocks() const { return (lines + W - 1) / W; }
 };
 
-// Offsets of the W lines of one block in a tensor of layout `layout`; `count` of them are real lines.
+// The query (= key) channels per head, h, as a compile-time constant H for the widths MedT uses (1, 2, 4, 8), so the
+// channel loops unroll and their sums stay in registers; H = 0: any other width, read at run time.
+template <int64_t H>
+inline int64_t query_channels(const Sizes& s) {
+  return H > 0 ? H : s.h;
+}
+
+template <typename F>
+void dispatch_query_channels(int64_t h, const F& f) {
+  switch (h) {
+    case 1: f(std::integral_constant<int64_t, 1>()); break;
+    case 2: f(std::integral_constant<int64_t, 2>()); break;
+    case 4: f(std::integral_constant<int64_t, 4>()); break;
+    case 8: f(std::integral_constant<int64_t, 8>()); break;
+    default: f(std::integral_constant<int64_t, 0>());
+  }
+}
+
+// N lane vectors the compiler can keep in registers (N > 0, a compile-time count); N = 0: n of them on the heap.
+template <typename T, int64_t N>
+struct Registers {
+  std::conditional_t<(N > 0), std::array<Lanes<T>, (N > 0 ? N : 1)>, LanesBuffer<T>> v;
+  explicit Registers(int64_t n) {
+    if constexpr (N == 0) v.resize(n);
+    std::fill(v.begin(), v.end(), Lanes<T>{});
+  }
+  Lanes<T>& operator[](int64_t e) { return v[e]; }
+};
+
+// Offsets of the W lines of one block in a tensor of layout `layout`; `count` of them are real lines. `adjacent`: all
+// W lines are real and next to each other in memory (height attention on an NCHW map), so a lane vector is one load.
 struct BlockLines {
   std::array<int64_t, W> offset{};
   int64_t count = 0;
+  bool adjacent = false;
   BlockLines(const Sizes& s, const Layout& layout, int64_t block) {
     for (int64_t w = 0; w < W && block * W + w < s.lines; ++w, ++count) {
       const int64_t line = block * W + w;
       offset[w] = (line / s.others) * layout.n + (line % s.others) * layout.other;
     }
+    adjacent = count == W;
+    for (int64_t w = 1; w < W && adjacent; ++w) adjacent = offset[w] == offset[0] + w;
   }
 };
 
 // dst[c * c_step + i * i_step][w] = src[line w, channel first + c, position i] (zero in lanes past the last line).
+// Three memory orders read contiguously: lines next to each other (height attention, NCHW), a line's positions next to
+// each other (width attention, NCHW), a position's channels next to each other (channels-last).
 template <typename T>
 void gather(const T* src, const Layout& layout, const BlockLines& lines, int64_t first, int64_t channels, int64_t L,
             int64_t c_step, int64_t i_step, Lanes<T>* dst) {
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t i = 0; i < L; ++i) {
-      const T* from = src + (first + c) * layout.channel + i * layout.position;
-      Lanes<T> x = {};
-      for (int64_t w = 0; w < lines.count; ++w) x[w] = from[lines.offset[w]];
-      dst[c * c_step + i * i_step] = x;
+  src += first * layout.channel;
+  if (lines.adjacent) {
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < L; ++i)
+        std::memcpy(&dst[c * c_step + i * i_step], src + lines.offset[0] + c * layout.channel + i * layout.position,
+                    sizeof(Lanes<T>));
+    return;
+  }
+  if (lines.count < W)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < L; ++i) dst[c * c_step + i * i_step] = Lanes<T>{};
+  const bool positions_inner = layout.position == 1 || layout.channel != 1;
+  for (int64_t w = 0; w < lines.count; ++w) {
+    const T* line = src + lines.offset[w];
+    if (positions_inner) {
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t i = 0; i < L; ++i) dst[c * c_step + i * i_step][w] = line[c * layout.channel + i * layout.position];
+    } else {
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t c = 0; c < channels; ++c) dst[c * c_step + i * i_step][w] = line[c + i * layout.position];
     }
+  }
 }
 
+// The way back: dst[line w, channel first + c, position i] = src[c * c_step + i * i_step][w] for the real lines.
 template <typename T>
 void scatter(const Lanes<T>* src, int64_t c_step, int64_t i_step, const Layout& layout, const BlockLines& lines,
              int64_t first, int64_t channels, int64_t L, T* dst) {
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t i = 0; i < L; ++i) {
-      T* to = dst + (first + c) * layout.channel + i * layout.position;
-      const Lanes<T> x = src[c * c_step + i * i_step];
-      for (int64_t w = 0; w < lines.count; ++w) to[lines.offset[w]] = x[w];
+  dst += first * layout.channel;
+  if (lines.adjacent) {
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < L; ++i)
+        std::memcpy(dst + lines.offset[0] + c * layout.channel + i * layout.position, &src[c * c_step + i * i_step],
+                    sizeof(Lanes<T>));
+    return;
+  }
+  const bool positions_inner = layout.position == 1 || layout.channel != 1;
+  for (int64_t w = 0; w < lines.count; ++w) {
+    T* line = dst + lines.offset[w];
+    if (positions_inner) {
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t i = 0; i < L; ++i) line[c * layout.channel + i * layout.position] = src[c * c_step + i * i_step][w];
+    } else {
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t c = 0; c < channels; ++c) line[c + i * layout.position] = src[c * c_step + i * i_step][w];
     }
+  }
 }
 
 // One block's operands, [c * L + i]: q scaled for q.k (qk), for q.r^q (q_r), k raw and scaled for k.r^k (k_r), v;
@@ -138,11 +204,16 @@ struct Block {
       : q(s.h * s.L), qk(s.h * s.L), k(s.h * s.L), v(s.d * s.L), q_r(positional ? s.h * s.L : 0),
         k_r(positional ? s.h * s.L : 0) {}
 
+  void load_queries_keys(const T* qkv, const Layout& layout, const BlockLines& lines, const Sizes& s, int64_t g) {
+    const int64_t first = 2 * g * s.d;
+    gather(qkv, layout, lines, first, s.h, s.L, s.L, 1, q.data());
+    gather(qkv, layout, lines, first + s.h, s.h, s.L, s.L, 1, k.data());
+  }
+
   void load(const T* qkv, const Layout& layout, const BlockLines& lines, const Sizes& s, int64_t g, const T* scale) {
-    const int64_t first = 2 * g * s.d, L = s.L, h = s.h;
-    gather(qkv, layout, lines, first, h, L, L, 1, q.data());
-    gather(qkv, layout, lines, first + h, h, L, L, 1, k.data());
-    gather(qkv, layout, lines, first + s.d, s.d, L, L, 1, v.data());
+    const int64_t L = s.L, h = s.h;
+    load_queries_keys(qkv, layout, lines, s, g);
+    gather(qkv, layout, lines, 2 * g * s.d + s.d, s.d, L, L, 1, v.data());
     for (int64_t x = 0; x < h * L; ++x) {
       qk[x] = q[x] * scale[0];
       if (!q_r.empty()) {
@@ -154,9 +225,10 @@ struct Block {
 };
 
 // Row i of a block's attention weights for its W lines at once, a[j] = softmax_j(logit_ij) (see the top).
-template <typename T>
+template <typename T, int64_t H>
 void attention_row(const Block<T>& x, const T* table, const Sizes& s, int64_t i, T shift, Lanes<T>* a) {
-  const int64_t L = s.L, h = s.h, K = s.K;
+  const int64_t L = s.L, h = query_channels<H>(s), K = s.K;
+  Lanes<T> top;
   for (int64_t j = 0; j < L; ++j) {
     Lanes<T> logit = x.qk[i] * x.k[j] + shift;
     for (int64_t c = 1; c < h; ++c) logit += x.qk[c * L + i] * x.k[c * L + j];
@@ -167,9 +239,8 @@ void attention_row(const Block<T>& x, const T* table, const Sizes& s, int64_t i,
                  x.k_r[c * L + j] * table[(h + c) * width + 2 * (K - 1) - offset];
     }
     a[j] = logit;
+    top = j == 0 || logit > top ? logit : top;
   }
-  Lanes<T> top = a[0];
-  for (int64_t j = 1; j < L; ++j) top = a[j] > top ? a[j] : top;
   Lanes<T> total = {};
   for (int64_t j = 0; j < L; ++j) {
     a[j] = exp_nonpositive(a[j] - top);
@@ -225,7 +296,10 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
   const bool positional = in.positional(), fused_norm = out_affine_in.has_value();
   const int64_t channels = s.heads * s.d;
   const auto options = qkv.options();
-  const auto format = qkv.suggest_memory_format();
+  // channels-last maps give channels-last outputs (ops.py's shape functions say the same)
+  const auto format = qkv.is_contiguous(at::MemoryFormat::ChannelsLast) && !qkv.is_contiguous()
+                          ? at::MemoryFormat::ChannelsLast
+                          : at::MemoryFormat::Contiguous;
   auto values = at::empty({qkv.size(0), channels, qkv.size(2), qkv.size(3)}, options.memory_format(format));
   auto values_position = positional && !fused_norm ? at::empty_like(values) : at::Tensor();
   at::Tensor out_affine;
@@ -238,7 +312,9 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
     using T = scalar_t;
     const T* table_data = in.table_data<T>();
     const T* affine = fused_norm ? out_affine.data_ptr<T>() : nullptr;  // rows: a, b, c
-    const int64_t L = s.L, d = s.d, width = 2 * s.K - 1;
+    dispatch_query_channels(s.h, [&](auto query_width) {
+    constexpr int64_t H = decltype(query_width)::value;
+    const int64_t L = s.L, d = 2 * query_channels<H>(s), width = 2 * s.K - 1;
     at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
       Block<T> x(s, positional);
       LanesBuffer<T> a(L), out(L * d), out_position(positional ? L * d : 0);  // out[i * d + c]
@@ -247,17 +323,19 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
         const BlockLines lines(s, in_layout, block), out_lines(s, out_layout, block);
         x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, in.scales.data_ptr<T>() + 3 * g);
         for (int64_t i = 0; i < L; ++i) {
-          attention_row(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
-          for (int64_t c = 0; c < d; ++c) {  // sum_j a_ij v_cj and sum_j a_ij r^v_cij
-            Lanes<T> sum = {};
-            for (int64_t j = 0; j < L; ++j) sum += a[j] * x.v[c * L + j];
-            if (positional) {
-              const T* r_v = table_data + (d + c) * width + i + s.K - 1;  // r^v_cij = r_v[-j]
-              Lanes<T> sum_position = {};
-              for (int64_t j = 0; j < L; ++j) sum_position += a[j] * r_v[-j];
-              out_position[i * d + c] = sum_position;
-            }
-            out[i * d + c] = sum;
+          attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
+          // sum_j a_ij v_cj and sum_j a_ij r^v_cij, r^v_cij = r_v[c * width - j]
+          Registers<T, 2 * H> sum(d), sum_position(d);
+          const T* r_v = positional ? table_data + d * width + i + s.K - 1 : nullptr;
+          for (int64_t j = 0; j < L; ++j) {
+            const Lanes<T> a_j = a[j];
+            for (int64_t c = 0; c < d; ++c) sum[c] += a_j * x.v[c * L + j];
+            if (positional)
+              for (int64_t c = 0; c < d; ++c) sum_position[c] += a_j * r_v[c * width - j];
+          }
+          for (int64_t c = 0; c < d; ++c) {
+            out[i * d + c] = sum[c];
+            if (positional) out_position[i * d + c] = sum_position[c];
           }
         }
         if (fused_norm) {
@@ -273,6 +351,7 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
         if (positional && !fused_norm)
           scatter(out_position.data(), 1, d, out_layout, out_lines, g * d, d, L, values_position.data_ptr<T>());
       }
+    });
     });
   });
   if (positional && !fused_norm) return {values, values_position};
@@ -298,7 +377,7 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
   // tasks, so the result does not depend on how threads are scheduled.
   const int64_t tasks = s.heads * s.blocks();
   const int64_t partitions = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
-  const int64_t L = s.L, h = s.h, d = s.d, K = s.K, width = positional ? 2 * K - 1 : 0;
+  const int64_t d = s.d, K = s.K, width = positional ? 2 * K - 1 : 0;
   auto grad_scales = at::zeros({partitions, s.heads, 3}, qkv.options().dtype(at::kDouble));
   auto grad_table = at::zeros({partitions, 2 * d, width}, qkv.options());
   const Layout in_layout(in.qkv, axis), grad_layout(grad_qkv, axis), out_layout(grad_out, axis);
@@ -306,6 +385,9 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_backward", [&] {
     using T = scalar_t;
     const T* table_data = in.table_data<T>();
+    dispatch_query_channels(s.h, [&](auto query_width) {
+    constexpr int64_t H = decltype(query_width)::value;
+    const int64_t L = s.L, h = query_channels<H>(s), d = 2 * h;
     at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
       Block<T> x(s, positional);
       LanesBuffer<T> a(L), grad_a(L), go(L * d), go_position(positional ? L * d : 0);  // go[i * d + c]
@@ -329,53 +411,62 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
           std::fill(gv.begin(), gv.end(), Lanes<T>{});
           std::fill(gk_r.begin(), gk_r.end(), Lanes<T>{});
           for (int64_t i = 0; i < L; ++i) {
-            attention_row(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
+            attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
             const int64_t offset_i = i + K - 1;  // offset of (i, j = 0)
             // dL/da_ij = sum_c go_ic v_cj (+ sum_c gop_ic r^v_cij); dL/dv_cj += go_ic a_ij; dL/dr^v_cij += gop_ic a_ij
-            std::fill(grad_a.begin(), grad_a.end(), Lanes<T>{});
+            Registers<T, 2 * H> go_i(d), gop_i(d);
             for (int64_t c = 0; c < d; ++c) {
-              const Lanes<T> go_ic = go[i * d + c];
-              for (int64_t j = 0; j < L; ++j) {
-                grad_a[j] += go_ic * x.v[c * L + j];
-                gv[c * L + j] += go_ic * a[j];
-              }
-              if (positional) {
-                const Lanes<T> gop_ic = go_position[i * d + c];
-                const T* r_v = table_data + (d + c) * width + offset_i;  // r^v_cij = r_v[-j]
-                Lanes<T>* acc = acc_table.data() + (d + c) * width + offset_i;
-                for (int64_t j = 0; j < L; ++j) {
-                  grad_a[j] += gop_ic * r_v[-j];
-                  acc[-j] += gop_ic * a[j];
-                }
-              }
+              go_i[c] = go[i * d + c];
+              if (positional) gop_i[c] = go_position[i * d + c];
             }
-            // softmax backward: dL/dlogit_ij = a_ij (dL/da_ij - sum_j a_ij dL/da_ij), in place in grad_a
-            Lanes<T> mean = {};
-            for (int64_t j = 0; j < L; ++j) mean += a[j] * grad_a[j];
-            for (int64_t j = 0; j < L; ++j) grad_a[j] = a[j] * (grad_a[j] - mean);
-            for (int64_t c = 0; c < h; ++c) {
-              const Lanes<T> qk_ci = x.qk[c * L + i];
-              Lanes<T> sum = {};
-              for (int64_t j = 0; j < L; ++j) {
-                sum += grad_a[j] * x.k[c * L + j];
-                gk[c * L + j] += grad_a[j] * qk_ci;
+            const T* r_v = positional ? table_data + d * width + offset_i : nullptr;  // r^v_cij = r_v[c width - j]
+            Lanes<T>* acc_v = acc_table.data() + d * width + offset_i;
+            Lanes<T> mean = {};  // sum_j a_ij dL/da_ij
+            for (int64_t j = 0; j < L; ++j) {
+              const Lanes<T> a_j = a[j];
+              Lanes<T> grad = {};
+              for (int64_t c = 0; c < d; ++c) {
+                grad += go_i[c] * x.v[c * L + j];
+                gv[c * L + j] += go_i[c] * a_j;
               }
-              gq[c * L + i] = sum;
-              if (positional) {
-                const Lanes<T> q_r_ci = x.q_r[c * L + i];
-                const T* r_q = table_data + c * width + offset_i;                   // r^q_cij = r_q[-j]
-                const T* r_k = table_data + (h + c) * width + 2 * (K - 1) - offset_i;  // r^k_cji = r_k[j]
-                Lanes<T>* acc_q = acc_table.data() + c * width + offset_i;
-                Lanes<T>* acc_k = acc_table.data() + (h + c) * width + 2 * (K - 1) - offset_i;
-                Lanes<T> sum_r = {};
-                for (int64_t j = 0; j < L; ++j) {
-                  sum_r += grad_a[j] * r_q[-j];
-                  gk_r[c * L + j] += grad_a[j] * r_k[j];
-                  acc_q[-j] += grad_a[j] * q_r_ci;
-                  acc_k[j] += grad_a[j] * x.k_r[c * L + j];
+              if (positional)
+                for (int64_t c = 0; c < d; ++c) {
+                  grad += gop_i[c] * r_v[c * width - j];
+                  acc_v[c * width - j] += gop_i[c] * a_j;
                 }
-                gq_r[c * L + i] = sum_r;
+              grad_a[j] = grad;
+              mean += a_j * grad;
+            }
+            // softmax backward, dL/dlogit_ij = a_ij (dL/da_ij - mean), and on through the logit terms:
+            // dL/dqk_ci = sum_j dlogit_ij k_cj, dL/dk_cj += dlogit_ij qk_ci, and with positions dL/dq_r_ci = sum_j
+            // dlogit_ij r^q_cij, dL/dk_r_cj += dlogit_ij r^k_cji, dL/dr^q_cij += dlogit_ij q_r_ci, dL/dr^k_cji +=
+            // dlogit_ij k_r_cj; r^q_cij = r_q[c width - j], r^k_cji = r_k[c width + j]
+            Registers<T, H> qk_i(h), q_r_i(h), sum(h), sum_r(h);
+            for (int64_t c = 0; c < h; ++c) {
+              qk_i[c] = x.qk[c * L + i];
+              if (positional) q_r_i[c] = x.q_r[c * L + i];
+            }
+            const T* r_q = positional ? table_data + offset_i : nullptr;
+            const T* r_k = positional ? table_data + h * width + 2 * (K - 1) - offset_i : nullptr;
+            Lanes<T>* acc_q = acc_table.data() + offset_i;
+            Lanes<T>* acc_k = acc_table.data() + h * width + 2 * (K - 1) - offset_i;
+            for (int64_t j = 0; j < L; ++j) {
+              const Lanes<T> logit = a[j] * (grad_a[j] - mean);
+              for (int64_t c = 0; c < h; ++c) {
+                sum[c] += logit * x.k[c * L + j];
+                gk[c * L + j] += logit * qk_i[c];
               }
+              if (positional)
+                for (int64_t c = 0; c < h; ++c) {
+                  sum_r[c] += logit * r_q[c * width - j];
+                  gk_r[c * L + j] += logit * r_k[c * width + j];
+                  acc_q[c * width - j] += logit * q_r_i[c];
+                  acc_k[c * width + j] += logit * x.k_r[c * L + j];
+                }
+            }
+            for (int64_t c = 0; c < h; ++c) {
+              gq[c * L + i] = sum[c];
+              if (positional) gq_r[c * L + i] = sum_r[c];
             }
           }
           // back through the scales: qk = s_qk q, q_r = s_qr q, k_r = s_kr k
@@ -403,6 +494,7 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
         for (int64_t e = 0; e < 2 * d * width; ++e) table_grad[e] = lane_sum<T>(acc_table[e]);
       }
     });
+    });
   });
   auto grad_scales_total = grad_scales.sum(0).to(qkv.scalar_type());
   if (!positional) return {grad_qkv, grad_scales_total};
@@ -416,23 +508,25 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
 template <typename T>
 struct LineGrams {
   // per lane (line) of a block: sums over positions and the h x h Gram matrices of q and k
-  std::vector<DoubleLanes> q_sum, k_sum, q_gram, k_gram;
+  LanesBuffer<T> q_sum, k_sum, q_gram, k_gram;
   explicit LineGrams(int64_t h) : q_sum(h), k_sum(h), q_gram(h * h), k_gram(h * h) {}
 
-  void compute(const Block<T>& x, int64_t h, int64_t L) {
+  template <int64_t H>
+  void compute(const Block<T>& x, const Sizes& s) {
+    const int64_t h = query_channels<H>(s), L = s.L;
     for (int64_t c = 0; c < h; ++c) {
-      DoubleLanes qs = {}, ks = {};
+      Lanes<T> qs = {}, ks = {};
       for (int64_t i = 0; i < L; ++i) {
-        qs += __builtin_convertvector(x.q[c * L + i], DoubleLanes);
-        ks += __builtin_convertvector(x.k[c * L + i], DoubleLanes);
+        qs += x.q[c * L + i];
+        ks += x.k[c * L + i];
       }
       q_sum[c] = qs;
       k_sum[c] = ks;
       for (int64_t e = 0; e <= c; ++e) {
-        DoubleLanes qq = {}, kk = {};
+        Lanes<T> qq = {}, kk = {};
         for (int64_t i = 0; i < L; ++i) {
-          qq += __builtin_convertvector(x.q[c * L + i], DoubleLanes) * __builtin_convertvector(x.q[e * L + i], DoubleLanes);
-          kk += __builtin_convertvector(x.k[c * L + i], DoubleLanes) * __builtin_convertvector(x.k[e * L + i], DoubleLanes);
+          qq += x.q[c * L + i] * x.q[e * L + i];
+          kk += x.k[c * L + i] * x.k[e * L + i];
         }
         q_gram[c * h + e] = q_gram[e * h + c] = qq;
         k_gram[c * h + e] = k_gram[e * h + c] = kk;
@@ -441,19 +535,27 @@ struct LineGrams {
   }
 };
 
+template <typename T>
+DoubleLanes to_double(const Lanes<T>& x) {
+  return __builtin_convertvector(x, DoubleLanes);
+}
+
 std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis, int64_t heads, bool positional) {
   const at::Tensor unit = at::ones({heads, 3}, qkv.options()), no_shift = at::zeros({heads}, qkv.options());
   const Inputs in(qkv, axis, heads, unit, no_shift, std::nullopt);
   const Sizes& s = in.s;
-  const int64_t h = s.h, L = s.L, tasks = s.heads * s.blocks();
+  const int64_t tasks = s.heads * s.blocks();
   const int64_t partitions = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
   const auto options = qkv.options().dtype(at::kDouble);
   // per partition: [qk_sum | qk_squares] (G each), then q_sum, q_gram, k_sum, k_gram
-  const int64_t per_head_lines = h * L + L * h * h, size = 2 * s.heads + (positional ? 2 * s.heads * per_head_lines : 0);
+  const int64_t per_head_lines = s.h * s.L + s.L * s.h * s.h, size = 2 * s.heads + (positional ? 2 * s.heads * per_head_lines : 0);
   auto partial = at::empty({partitions, size}, options);
   const Layout layout(in.qkv, axis);
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_statistics", [&] {
     using T = scalar_t;
+    dispatch_query_channels(s.h, [&](auto query_width) {
+    constexpr int64_t H = decltype(query_width)::value;
+    const int64_t h = query_channels<H>(s), L = s.L;
     at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
       Block<T> x(s, false);
       LineGrams<T> grams(h);
@@ -463,11 +565,12 @@ std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis
         for (int64_t task = part * tasks / partitions; task < (part + 1) * tasks / partitions; ++task) {
           const int64_t g = task % s.heads, block = task / s.heads;
           const BlockLines lines(s, layout, block);
-          x.load(in.qkv.data_ptr<T>(), layout, lines, s, g, in.scales.data_ptr<T>());
-          grams.compute(x, h, L);
+          x.load_queries_keys(in.qkv.data_ptr<T>(), layout, lines, s, g);
+          grams.template compute<H>(x, s);
           for (int64_t c = 0; c < h; ++c) {
-            acc[g] += grams.q_sum[c] * grams.k_sum[c];
-            for (int64_t e = 0; e < h; ++e) acc[s.heads + g] += grams.q_gram[c * h + e] * grams.k_gram[c * h + e];
+            acc[g] += to_double<T>(grams.q_sum[c]) * to_double<T>(grams.k_sum[c]);
+            for (int64_t e = 0; e < h; ++e)
+              acc[s.heads + g] += to_double<T>(grams.q_gram[c * h + e]) * to_double<T>(grams.k_gram[c * h + e]);
           }
           if (!positional) continue;
           for (int64_t which = 0; which < 2; ++which) {  // q, then k
@@ -476,10 +579,9 @@ std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis
             DoubleLanes* gram = sums + h * L;  // [(i * h + c) * h + e], lower triangle (c >= e)
             for (int64_t c = 0; c < h; ++c)
               for (int64_t i = 0; i < L; ++i) {
-                const DoubleLanes value = __builtin_convertvector(values[c * L + i], DoubleLanes);
+                const DoubleLanes value = to_double<T>(values[c * L + i]);
                 sums[c * L + i] += value;
-                for (int64_t e = 0; e <= c; ++e)
-                  gram[(i * h + c) * h + e] += value * __builtin_convertvector(values[e * L + i], DoubleLanes);
+                for (int64_t e = 0; e <= c; ++e) gram[(i * h + c) * h + e] += value * to_double<T>(values[e * L + i]);
               }
           }
         }
@@ -487,15 +589,16 @@ std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis
         for (int64_t e = 0; e < size; ++e) out[e] = lane_sum<double>(acc[e]);
       }
     });
+    });
   });
   const auto total = partial.sum(0);
-  std::vector<at::Tensor> out = {total.narrow(0, 0, s.heads), total.narrow(0, s.heads, s.heads)};
+  std::vector<at::Tensor> out = {total.narrow(0, 0, s.heads).clone(), total.narrow(0, s.heads, s.heads).clone()};
   if (positional) {
     for (int64_t which = 0; which < 2; ++which) {
       const auto block = total.narrow(0, 2 * s.heads + which * s.heads * per_head_lines, s.heads * per_head_lines)
                              .view({s.heads, per_head_lines});
-      out.push_back(block.narrow(1, 0, h * L).reshape({s.heads, h, L}));
-      const auto lower = block.narrow(1, h * L, L * h * h).reshape({s.heads, L, h, h});  // upper triangle: zeros
+      out.push_back(block.narrow(1, 0, s.h * s.L).reshape({s.heads, s.h, s.L}).contiguous());
+      const auto lower = block.narrow(1, s.h * s.L, s.L * s.h * s.h).reshape({s.heads, s.L, s.h, s.h});  // upper triangle: zeros
       out.push_back(lower + lower.tril(-1).transpose(-1, -2));
     }
   }
@@ -513,57 +616,59 @@ at::Tensor attention_statistics_backward(const at::Tensor& qkv, int64_t axis, in
   const at::Tensor unit = at::ones({heads, 3}, qkv.options()), no_shift = at::zeros({heads}, qkv.options());
   const Inputs in(qkv, axis, heads, unit, no_shift, std::nullopt);
   const Sizes& s = in.s;
-  const int64_t h = s.h, L = s.L, d = s.d;
   const bool positional = grad_q_sum.has_value();
-  const auto as_double = [](const at::Tensor& t) { return t.to(at::kDouble).contiguous(); };
-  const auto g_sum = as_double(grad_qk_sum), g_squares = as_double(grad_qk_squares);
+  const auto as_dtype = [&](const at::Tensor& t) { return t.to(qkv.scalar_type()).contiguous(); };
+  const auto g_sum = as_dtype(grad_qk_sum), g_squares = as_dtype(grad_qk_squares);
   // d/dq_i of sum_i <grad_gram_i, q_i q_i^T> = (grad_gram_i + grad_gram_i^T) q_i: symmetrise once
-  const auto symmetric = [&](const std::optional<at::Tensor>& t) { return as_double(*t + t->transpose(-1, -2)); };
+  const auto symmetric = [&](const std::optional<at::Tensor>& t) { return as_dtype(*t + t->transpose(-1, -2)); };
   at::Tensor g_q_sum, g_q_gram, g_k_sum, g_k_gram;
   if (positional) {
-    g_q_sum = as_double(*grad_q_sum), g_k_sum = as_double(*grad_k_sum);
+    g_q_sum = as_dtype(*grad_q_sum), g_k_sum = as_dtype(*grad_k_sum);
     g_q_gram = symmetric(grad_q_gram), g_k_gram = symmetric(grad_k_gram);
   }
-  auto grad_qkv = at::empty_like(qkv);
+  auto grad_qkv = at::zeros_like(qkv);  // the v channels stay zero
   const Layout in_layout(in.qkv, axis), grad_layout(grad_qkv, axis);
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_statistics_backward", [&] {
     using T = scalar_t;
+    dispatch_query_channels(s.h, [&](auto query_width) {
+    constexpr int64_t H = decltype(query_width)::value;
+    const int64_t h = query_channels<H>(s), L = s.L, d = 2 * h;
     at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
       Block<T> x(s, false);
       LineGrams<T> grams(h);
-      LanesBuffer<T> grad_q(h * L), grad_k(h * L), zero(d * L);
+      LanesBuffer<T> grad_q(h * L), grad_k(h * L);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t g = task % s.heads, block = task / s.heads;
         const BlockLines lines(s, in_layout, block), grad_lines(s, grad_layout, block);
-        x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, in.scales.data_ptr<T>());
-        grams.compute(x, h, L);
-        const double a = g_sum.data_ptr<double>()[g], b = 2 * g_squares.data_ptr<double>()[g];
+        x.load_queries_keys(in.qkv.data_ptr<T>(), in_layout, lines, s, g);
+        grams.template compute<H>(x, s);
+        const T a = g_sum.data_ptr<T>()[g], b = 2 * g_squares.data_ptr<T>()[g];
         for (int64_t c = 0; c < h; ++c)
           for (int64_t i = 0; i < L; ++i) {
             // sum_b (sum_i q_i).(sum_j k_j) and sum_b <Q Q^T, K K^T>
-            DoubleLanes gq = a * grams.k_sum[c], gk = a * grams.q_sum[c];
+            Lanes<T> gq = a * grams.k_sum[c], gk = a * grams.q_sum[c];
             for (int64_t e = 0; e < h; ++e) {
-              gq += b * grams.k_gram[c * h + e] * __builtin_convertvector(x.q[e * L + i], DoubleLanes);
-              gk += b * grams.q_gram[c * h + e] * __builtin_convertvector(x.k[e * L + i], DoubleLanes);
+              gq += b * grams.k_gram[c * h + e] * x.q[e * L + i];
+              gk += b * grams.q_gram[c * h + e] * x.k[e * L + i];
             }
             if (positional) {
-              const double* q_gram = g_q_gram.data_ptr<double>() + ((g * L + i) * h + c) * h;
-              const double* k_gram = g_k_gram.data_ptr<double>() + ((g * L + i) * h + c) * h;
-              gq += g_q_sum.data_ptr<double>()[(g * h + c) * L + i];
-              gk += g_k_sum.data_ptr<double>()[(g * h + c) * L + i];
+              const T* q_gram = g_q_gram.data_ptr<T>() + ((g * L + i) * h + c) * h;
+              const T* k_gram = g_k_gram.data_ptr<T>() + ((g * L + i) * h + c) * h;
+              gq += g_q_sum.data_ptr<T>()[(g * h + c) * L + i];
+              gk += g_k_sum.data_ptr<T>()[(g * h + c) * L + i];
               for (int64_t e = 0; e < h; ++e) {
-                gq += q_gram[e] * __builtin_convertvector(x.q[e * L + i], DoubleLanes);
-                gk += k_gram[e] * __builtin_convertvector(x.k[e * L + i], DoubleLanes);
+                gq += q_gram[e] * x.q[e * L + i];
+                gk += k_gram[e] * x.k[e * L + i];
               }
             }
-            grad_q[c * L + i] = __builtin_convertvector(gq, Lanes<T>);
-            grad_k[c * L + i] = __builtin_convertvector(gk, Lanes<T>);
+            grad_q[c * L + i] = gq;
+            grad_k[c * L + i] = gk;
           }
         T* out = grad_qkv.data_ptr<T>();
         scatter(grad_q.data(), L, 1, grad_layout, grad_lines, 2 * g * d, h, L, out);
         scatter(grad_k.data(), L, 1, grad_layout, grad_lines, 2 * g * d + h, h, L, out);
-        scatter(zero.data(), L, 1, grad_layout, grad_lines, 2 * g * d + d, d, L, out);
       }
+    });
     });
   });
   return grad_qkv;

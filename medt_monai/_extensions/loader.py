@@ -50,8 +50,9 @@ def _build() -> None:
     )
 
 
+@torch.compiler.assume_constant_result  # torch.compile: decided once when tracing, not traced into
 def cpu_attention_available() -> bool:
-    """Whether ``torch.ops.medt_monai.axial_attention_forward/backward`` can be used; builds them on the first call.
+    """Whether the ``torch.ops.medt_monai.axial_attention_*`` operators can be used; builds them on the first call.
 
     Returns False (after one warning naming the reason) when the build fails, and without building when the
     environment variable :data:`ENV_SWITCH` is ``0``.
@@ -64,6 +65,9 @@ def cpu_attention_available() -> bool:
             if _loaded is None:
                 try:
                     _build()
+                    from medt_monai._extensions import ops
+
+                    ops.register()
                     _loaded = True
                 except Exception as error:  # no compiler, no ninja, read-only cache, ...
                     warnings.warn(

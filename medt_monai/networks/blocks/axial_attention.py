@@ -103,9 +103,10 @@ class AxialAttention(nn.Module):
             self.gate_k = nn.Parameter(torch.tensor(0.1))
             self.gate_v1 = nn.Parameter(torch.tensor(1.0))
             self.gate_v2 = nn.Parameter(torch.tensor(0.1))
-        #: attend at most this many lines (rows or columns) at a time; ``None`` (default): about :data:`CHUNK_LOGITS`
-        #: logits per chunk on CPU, so the ``(lines, G, L, L)`` tensors of a chunk stay in cache, and all lines at once on
-        #: other devices. Set it for a whole network with :func:`medt_monai.networks.set_memory_lean`.
+        #: PyTorch implementation (GPUs, bf16, tracing; see :func:`_fused_kernel_applies`): attend at most this many lines
+        #: (rows or columns) at a time; ``None`` (default): about :data:`CHUNK_LOGITS` logits per chunk on CPU, so the
+        #: ``(lines, G, L, L)`` tensors of a chunk stay in cache, and all lines at once on other devices. Set it for a
+        #: whole network with :func:`medt_monai.networks.set_memory_lean`. The CPU kernel never forms those tensors.
         self.max_lines: int | None = None
 
     def gates(self) -> list[nn.Parameter]:
@@ -130,7 +131,8 @@ class AxialAttention(nn.Module):
             ValueError: when the attended axis is longer than ``axis_length`` (positional kinds only).
         """
         if isinstance(x, MetaTensor):
-            # a plain tensor: slicing a batch of MetaTensors into chunks of lines would split their per-image metadata
+            # a plain tensor: the kernel's operators take no subclasses, and slicing a batch of MetaTensors into chunks
+            # of lines would split their per-image metadata
             x = x.as_tensor()
         length = x.shape[2 + self.axis]
         if self.positional and length > self.axis_length:
@@ -152,7 +154,8 @@ class AxialAttention(nn.Module):
         statistics = None
         if self.qk_norm.training:
             if fused:
-                statistics = _LineStatistics.apply(qkv, self.axis, self.num_heads, self.positional)
+                kernel = torch.ops.medt_monai
+                statistics = kernel.axial_attention_statistics(qkv, self.axis, self.num_heads, self.positional)
             else:
                 half = self.head_channels // 2
                 statistics = _line_statistics(lines[..., :half, :], lines[..., half : 2 * half, :], self.positional)
@@ -160,14 +163,16 @@ class AxialAttention(nn.Module):
 
         if fused:
             table = self.relative_position if self.positional else None
-            if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (qkv, scales, shift, table)):
-                terms = _FusedAttention.apply(qkv, self.axis, self.num_heads, scales, shift, table)
-            else:
-                # inference: the output BatchNorms (running statistics) are applied inside the kernel
-                out_affine = self._value_affine()
-                return torch.ops.medt_monai.axial_attention_forward(
-                    qkv, self.axis, self.num_heads, scales, shift, table, out_affine
-                )[0]
+            inference = not torch.is_grad_enabled() or not any(
+                t is not None and t.requires_grad for t in (qkv, scales, shift, table)
+            )
+            # inference: the output BatchNorms (running statistics) are applied inside the kernel
+            out_affine = self._value_affine() if inference else None
+            terms = torch.ops.medt_monai.axial_attention_forward(
+                qkv, self.axis, self.num_heads, scales, shift, table, out_affine
+            )
+            if inference:
+                return terms[0]
         else:
             terms = self._attend_lines(lines, scales, shift, length)
         gate_v1, gate_v2 = self.gates()[2:] if self.gated else (None, None)
@@ -246,8 +251,9 @@ class AxialAttention(nn.Module):
             terms = _attend_chunks(chunk, *inputs)
         # (B, G, L, d) -> (N, others, G, L, d) -> (N, G, d, H, W) -> (N, C, H, W)
         order = (0, 2, 4, 3, 1) if self.axis == 0 else (0, 2, 4, 1, 3)
+        size = (length, others) if self.axis == 0 else (others, length)
         return tuple(
-            t.view(batch, others, self.num_heads, length, d).permute(order).reshape(batch, self.channels, *_hw(length, others, self.axis))
+            t.view(batch, others, self.num_heads, length, d).permute(order).reshape(batch, self.channels, *size)
             for t in terms
         )
 
@@ -262,11 +268,6 @@ class AxialAttention(nn.Module):
         elif gate is not None:
             term = gate * term  # BN(gate * term)
         return _batch_norm(norm, term, weight, bias)
-
-
-def _hw(length: int, others: int, axis: int) -> tuple[int, int]:
-    """``(H, W)`` of a map whose lines along ``axis`` have ``length`` positions and ``others`` lines per image."""
-    return (length, others) if axis == 0 else (others, length)
 
 
 def _batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
@@ -414,37 +415,14 @@ class _ChunkedAttention(torch.autograd.Function):
 
 def _fused_kernel_applies(qkv: torch.Tensor) -> bool:
     """Whether the compiled CPU kernel (``medt_monai/_extensions``) attends the lines of ``qkv``: CPU float32 / float64
-    maps outside tracing and compiling (which need PyTorch operators), when the kernel could be built."""
+    maps, when the kernel could be built, except while tracing or exporting (TorchScript and ONNX models must not
+    depend on this package's operators). ``torch.compile`` keeps the kernel's operators in its graphs."""
     return (
         qkv.is_cpu
         and qkv.dtype in (torch.float32, torch.float64)
-        and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+        and not (torch.jit.is_tracing() or torch.compiler.is_exporting())
         and cpu_attention_available()
     )
-
-
-class _FusedAttention(torch.autograd.Function):
-    """The attention of every line of a ``(N, 2C, H, W)`` qkv map in the compiled CPU kernel (forward and backward),
-    given the per-head logit ``scales`` ``(G, 3)``, ``shift`` ``(G,)`` and the relative table (or None): returns
-    ``sum_j a_ij v_j`` (and ``sum_j a_ij r^v_ij``) as ``(N, C, H, W)`` maps. Like :class:`_ChunkedAttention` it keeps no
-    ``L x L`` tensor for the backward, which recomputes the attention weights row by row."""
-
-    @staticmethod
-    def forward(ctx, qkv, axis: int, heads: int, scales, shift, table) -> tuple[torch.Tensor, ...]:
-        ctx.axis, ctx.heads = axis, heads
-        ctx.save_for_backward(qkv, scales, shift, table)
-        return tuple(torch.ops.medt_monai.axial_attention_forward(qkv, axis, heads, scales, shift, table, None))
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qkv, scales, shift, table = ctx.saved_tensors
-        grad_position = grads[1] if table is not None else None
-        grad_qkv, grad_scales, *grad_table = torch.ops.medt_monai.axial_attention_backward(
-            grads[0], grad_position, qkv, ctx.axis, ctx.heads, scales, shift, table
-        )
-        # the shift's gradient is exactly 0: softmax is invariant to a shift of the logits
-        return grad_qkv, None, None, grad_scales, torch.zeros_like(shift), grad_table[0] if grad_table else None
 
 
 Moments = tuple[torch.Tensor, torch.Tensor, int]
@@ -475,24 +453,6 @@ def _line_statistics(q: torch.Tensor, k: torch.Tensor, positional: bool) -> tupl
     for x in (q, k):
         statistics += (x.sum(lines), torch.einsum("...gci,...gei->gice", x, x))
     return statistics
-
-
-class _LineStatistics(torch.autograd.Function):
-    """:func:`_line_statistics` of a ``(N, 2C, H, W)`` qkv map in the compiled CPU kernel, forward and backward."""
-
-    @staticmethod
-    def forward(ctx, qkv: torch.Tensor, axis: int, heads: int, positional: bool) -> tuple[torch.Tensor, ...]:
-        ctx.axis, ctx.heads = axis, heads
-        ctx.save_for_backward(qkv)
-        return tuple(torch.ops.medt_monai.axial_attention_statistics(qkv, axis, heads, positional))
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (qkv,) = ctx.saved_tensors
-        positions = grads[2:] if len(grads) > 2 else (None,) * 4
-        grad_qkv = torch.ops.medt_monai.axial_attention_statistics_backward(qkv, ctx.axis, ctx.heads, *grads[:2], *positions)
-        return grad_qkv, None, None, None
 
 
 def _product_moments(qk_sum: torch.Tensor, qk_squares: torch.Tensor, count: int) -> Moments:
