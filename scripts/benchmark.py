@@ -16,6 +16,9 @@ Examples::
     # share of a MedT training epoch spent waiting for data (CacheDataset + the bundle's train transforms)
     python scripts/benchmark.py --data-share glas --data-dir ../shared/data/glas --sizes 128:4
 
+    # run-time options side by side in one run: name@option[+option] (bf16, channels_last, compile)
+    python scripts/benchmark.py --models medt medt@channels_last medt@compile --sizes 128:4
+
 ``--original PATH`` imports ``PATH/lib/models/axialnet.py`` (the authors' file, from the user's own checkout; nothing
 of it is copied into this package) and adds ``orig_<name>`` rows plus speed-up and memory ratios.
 """
@@ -96,27 +99,40 @@ def load_original(root: str | os.PathLike) -> types.ModuleType:
     return module
 
 
+#: run-time options a model name can carry after ``@`` (``medt@channels_last``, ``medt@compile+channels_last``), or
+#: every model can get with the flags of the same names
+OPTIONS = ("bf16", "channels_last", "compile")
+
+
+def options_of(name: str, args: argparse.Namespace) -> set[str]:
+    """The options a model runs with: those after ``@`` in its name and those switched on for all."""
+    options = set(name.partition("@")[2].split("+")) - {""}
+    unknown = options - set(OPTIONS)
+    if unknown:
+        raise SystemExit(f"unknown option(s) {sorted(unknown)} in model name {name!r}; known: {', '.join(OPTIONS)}")
+    return options | {option for option in OPTIONS if getattr(args, option)}
+
+
 def build(name: str, size: int, channels: int, original: str | None) -> nn.Module:
-    """Model ``name`` (``orig_<ours>`` for the authors' networks) for ``size x size`` inputs."""
+    """Model ``name`` (``orig_<ours>`` for the authors' networks; options after ``@`` ignored) for ``size x size``
+    inputs."""
+    name = name.partition("@")[0]
     if name.startswith("orig_"):
         factory = getattr(load_original(original), ORIGINAL[name[5:]])
         return factory(img_size=size, imgchan=channels)
     return {**OURS, **BASELINES}[name](size, channels)
 
 
-def prepare(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
-    """The run-time options of ``args`` applied to every model alike: ``--channels-last`` (weights and input),
-    ``--compile`` (``torch.compile``, default mode; compilation happens in the warm-up iterations)."""
-    if args.channels_last:
+def make_step(model: nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor, options: set[str]) -> Callable[[], None]:
+    """One eval forward (``torch.inference_mode``) or one training step (forward, cross-entropy, backward, Adam), with
+    the run-time ``options``: ``channels_last`` (weights and input), ``compile`` (``torch.compile``, default mode;
+    compilation happens in the warm-up iterations), ``bf16`` (autocast)."""
+    if "channels_last" in options:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    if args.compile:
+    if "compile" in options:
         model = torch.compile(model)
-    return model, x
-
-
-def make_step(model: nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor, autocast: bool) -> Callable[[], None]:
-    """One eval forward (``torch.inference_mode``) or one training step (forward, cross-entropy, backward, Adam)."""
-    context = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if autocast else torch.enable_grad
+    bf16 = "bf16" in options
+    context = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if bf16 else torch.enable_grad
     if mode == "eval":
         model.eval()
 
@@ -182,8 +198,7 @@ def memory_worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = build(args.worker, args.size, args.channels, args.original)
     x, y = torch.rand(args.batch, args.channels, args.size, args.size), torch.randint(0, 2, (args.batch, args.size, args.size))
-    model, x = prepare(model, x, args)
-    step = make_step(model, args.modes[0], x, y, args.bf16)
+    step = make_step(model, args.modes[0], x, y, options_of(args.worker, args))
     base = _status_mb("VmRSS")
     for _ in range(2):
         step()
@@ -195,7 +210,7 @@ def peak_memory(name: str, mode: str, size: int, batch: int, args: argparse.Name
                str(args.channels), "--modes", mode, "--threads", str(args.threads)]  # fmt: skip
     if args.original:
         command += ["--original", args.original]
-    command += [flag for flag, on in (("--bf16", args.bf16), ("--channels-last", args.channels_last), ("--compile", args.compile)) if on]
+    command += [f"--{option.replace('_', '-')}" for option in OPTIONS if getattr(args, option)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         print(f"  memory of {name} {mode} failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -215,8 +230,8 @@ def run_setting(size: int, batch: int, args: argparse.Namespace, peak_gflops: fl
         models, steps, times = {}, {}, {}
         for name in names:
             try:
-                models[name], inputs = prepare(build(name, size, args.channels, args.original), x, args)
-                steps[name] = make_step(models[name], mode, inputs, y, args.bf16)
+                models[name] = build(name, size, args.channels, args.original)
+                steps[name] = make_step(models[name], mode, x, y, options_of(name, args))
                 for _ in range(args.warmup):
                     steps[name]()
                 times[name] = []
@@ -230,7 +245,7 @@ def run_setting(size: int, batch: int, args: argparse.Namespace, peak_gflops: fl
                 times[name].append(time.perf_counter() - start)
         for name in steps:
             median = statistics.median(times[name])
-            flops = count_flops(getattr(models[name], "_orig_mod", models[name]), mode, x, y) if args.flops else None
+            flops = count_flops(models[name], mode, x, y) if args.flops else None
             row = {
                 "model": name, "size": size, "batch": batch, "mode": mode, "median_s": median,
                 "images_per_s": batch / median,
@@ -288,7 +303,7 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        theirs = by_key.get((f"orig_{r['model']}", r["size"], r["mode"]))
+        theirs = by_key.get((f"orig_{r['model'].partition('@')[0]}", r["size"], r["mode"]))
         speedup = f"{theirs['median_s'] / r['median_s']:.2f}x" if theirs else ""
         memory = f"{r['peak_mb'] / theirs['peak_mb']:.2f}x" if theirs and r["peak_mb"] and theirs["peak_mb"] else ""
 
@@ -306,7 +321,9 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(OURS) + list(BASELINES), help="ours and MONAI baselines")
+    parser.add_argument("--models", nargs="+", default=list(OURS) + list(BASELINES),
+                        help="ours and MONAI baselines; NAME@OPTION[+OPTION] runs NAME with run-time options "
+                        f"({', '.join(OPTIONS)})")
     parser.add_argument("--original", help="root of a checkout of the authors' Medical-Transformer repository")
     parser.add_argument("--sizes", nargs="+", default=["128:4", "512:1"], help="SIZE:BATCH settings")
     parser.add_argument("--modes", nargs="+", default=["eval", "train"], choices=["eval", "train"])
@@ -332,10 +349,17 @@ def main() -> None:
     if args.worker:
         memory_worker(args)
         return
+    if args.original:
+        try:
+            load_original(args.original)  # fail here, not as a skipped row
+        except FileNotFoundError as error:
+            raise SystemExit(f"--original: {error}") from None
+    for name in args.models:
+        options_of(name, args)
     peak = matmul_peak()
-    options = [flag for flag, on in (("bf16", args.bf16), ("channels-last", args.channels_last), ("compile", args.compile)) if on]
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak {peak:.1f} GFLOP/s, options: "
-          f"{', '.join(options) or 'none'}", flush=True)
+    options = [option for option in OPTIONS if getattr(args, option)]
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak {peak:.1f} GFLOP/s, options for all "
+          f"models: {', '.join(options) or 'none'}", flush=True)
     rows = []
     for setting in args.sizes:
         size, batch = (int(v) for v in setting.split(":"))

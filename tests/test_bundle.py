@@ -592,3 +592,27 @@ def test_boolean_switches_read_command_line_strings(flag, flips):
     parser["tta"] = flag
     inferer = parser.get_parsed_content("inferer")
     assert isinstance(inferer, FlipInferer if flips else SimpleInferer)
+
+
+@pytest.mark.parametrize("config", ["train", "inference"])
+def test_mixed_precision_dtype_and_channels_last_switches(config):
+    """``--amp True --amp_dtype bfloat16`` reaches the engines' autocast, ``--channels_last True`` the network's
+    memory format; a misspelt dtype names the allowed ones."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN if config == "train" else INFERENCE)
+    parser.update({"amp": "True", "amp_dtype": "bfloat16", "channels_last": "True", "device": "$torch.device('cpu')"})
+    engines = ["train#trainer", "validate#evaluator"] if config == "train" else ["evaluator"]
+    for engine in engines:
+        assert parser.get_parsed_content(f"{engine}#amp") is True
+        assert parser.get_parsed_content(f"{engine}#amp_kwargs") == {"dtype": torch.bfloat16}
+    network = parser.get_parsed_content("network")
+    conv = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    parser = ConfigParser()
+    parser.read_config(TRAIN if config == "train" else INFERENCE)
+    parser["amp_dtype"] = "bf16"
+    with pytest.raises(RuntimeError) as error:  # MONAI's config error, caused by look_up_option's
+        parser.get_parsed_content("amp_kwargs")
+    assert "Unsupported option 'bf16'" in str(error.value.__cause__) and "bfloat16" in str(error.value.__cause__)
