@@ -29,6 +29,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -261,6 +262,34 @@ def run_setting(size: int, batch: int, args: argparse.Namespace, peak_gflops: fl
     return rows
 
 
+def profile(name: str, size: int, batch: int, args: argparse.Namespace, steps: int = 3) -> dict:
+    """Where the time of one eval forward and one training step of model ``name`` goes: ``torch.profiler`` self CPU
+    time per operator over ``steps`` steps after a warm-up, the 12 largest per mode (ms per step), printed and
+    returned."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.manual_seed(0)
+    x, y = torch.rand(batch, args.channels, size, size), torch.randint(0, 2, (batch, size, size))
+    result = {}
+    for mode in args.modes:
+        step = make_step(build(name, size, args.channels, args.original), mode, x, y, options_of(name, args))
+        step()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                step()
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events) / steps / 1e3
+        # the kernel's forward runs inside the autograd node torch.library generates for it: name it as such
+        top = {re.sub(r"^GeneratedBackwardFor_medt_monai_(\w+)_default$", r"medt_monai::\1 (forward with autograd)",
+                      e.key): e.self_cpu_time_total / steps / 1e3 for e in events[:12]}
+        result[mode] = {"total_ms": total, "top_ms": top}
+        print(f"profile {name} {size}x{size} x{batch} {mode}: {total:.1f} ms per step (profiled), by operator:")
+        for key, ms in top.items():
+            print(f"  {ms:8.1f} ms  {100 * ms / total:5.1f} %  {key}")
+    return result
+
+
 def data_share(dataset: str, data_dir: str | None, size: int, batch: int, num_workers: int) -> dict:
     """One MedT training epoch over ``dataset``'s training split, fed as the bundle feeds it (``CacheDataset`` with
     :func:`medt_monai.data.get_transforms` ``"train"``, ``DataLoader`` with ``num_workers``): the seconds spent
@@ -337,6 +366,8 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-model subprocesses")
     parser.add_argument("--no-flops", dest="flops", action="store_false")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--profile", metavar="MODEL", help="also print where MODEL's time goes, by operator "
+                        "(torch.profiler, first --sizes setting)")
     parser.add_argument("--data-share", metavar="DATASET", help="also time one MedT training epoch on this data set "
                         "(a medt_monai.data.dataset_splits name, e.g. demo or glas) and report the data-waiting share")
     parser.add_argument("--data-dir", help="root for --data-share (not needed for demo)")
@@ -365,12 +396,15 @@ def main() -> None:
         size, batch = (int(v) for v in setting.split(":"))
         rows += run_setting(size, batch, args, peak)
     print(markdown(rows))
-    share = None
+    share = operators = None
+    size, batch = (int(v) for v in args.sizes[0].split(":"))
+    if args.profile:
+        operators = profile(args.profile, size, batch, args)
     if args.data_share:
-        size, batch = (int(v) for v in args.sizes[0].split(":"))
         share = data_share(args.data_share, args.data_dir, size, batch, args.num_workers)
     if args.json:
-        Path(args.json).write_text(json.dumps({"matmul_peak_gflops": peak, "rows": rows, "data_share": share}, indent=1))
+        summary = {"matmul_peak_gflops": peak, "rows": rows, "data_share": share, "profile": operators}
+        Path(args.json).write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ def test_rows_for_every_model_mode_and_option_in_one_run(tmp_path):
     out = tmp_path / "rows.json"
     result = _run(
         "--models", "medt_global", "medt_global@channels_last", "--sizes", "64:2", "--iters", "1", "--warmup", "0",
-        "--no-memory", "--json", str(out),
+        "--no-memory", "--profile", "medt_global", "--json", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    rows = json.loads(out.read_text())["rows"]
+    summary = json.loads(out.read_text())
+    rows = summary["rows"]
     assert [(r["model"], r["mode"]) for r in rows] == [
         ("medt_global", "eval"), ("medt_global@channels_last", "eval"),
         ("medt_global", "train"), ("medt_global@channels_last", "train"),
@@ -35,6 +36,11 @@ def test_rows_for_every_model_mode_and_option_in_one_run(tmp_path):
     assert len(eval_flops) == len(train_flops) == 1
     assert 2.5 < train_flops.pop() / eval_flops.pop() < 3.5
     assert "| medt_global@channels_last | 64x64 x2 | eval |" in result.stdout
+    # --profile: where the time goes, by operator, for both modes
+    for mode in ("eval", "train"):
+        profiled = summary["profile"][mode]
+        assert profiled["total_ms"] > 0 and 0 < sum(profiled["top_ms"].values()) <= profiled["total_ms"]
+        assert f"profile medt_global 64x64 x2 {mode}:" in result.stdout
 
 
 def test_bad_arguments_are_named(tmp_path):

@@ -115,6 +115,23 @@ def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, pla
     torch.testing.assert_close(fused.state_dict(), plain.state_dict(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["nopos", "gated"])
+def test_training_mode_without_gradients_uses_batch_statistics(kind, implementation):
+    """A training-mode forward under ``torch.no_grad`` (the authors' "validation", MONAI's ``train_mode`` without
+    gradients) normalises with the batch statistics and updates the running ones, as with gradients."""
+    torch.manual_seed(0)
+    layer = AxialAttention(32, 12, 1, kind=kind)
+    _randomise(layer)
+    reference = AxialAttention(32, 12, 1, kind=kind)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 32, 5, 12)
+    with torch.no_grad():
+        out = layer(x)
+    expected = _plain(reference, x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(layer.state_dict(), reference.state_dict(), rtol=1e-5, atol=1e-6)
+
+
 def test_memory_lean_inference_and_channels_last_give_the_same_output():
     torch.manual_seed(0)
     network = MedT(img_size=128).eval()

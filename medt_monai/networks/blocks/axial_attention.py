@@ -163,10 +163,11 @@ class AxialAttention(nn.Module):
 
         if fused:
             table = self.relative_position if self.positional else None
-            inference = not torch.is_grad_enabled() or not any(
+            needs_grad = torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in (qkv, scales, shift, table)
             )
-            # inference: the output BatchNorms (running statistics) are applied inside the kernel
+            # eval without gradients: the output BatchNorms (running statistics) are applied inside the kernel
+            inference = not (self.value_norm.training or needs_grad)
             out_affine = self._value_affine() if inference else None
             terms = torch.ops.medt_monai.axial_attention_forward(
                 qkv, self.axis, self.num_heads, scales, shift, table, out_affine
