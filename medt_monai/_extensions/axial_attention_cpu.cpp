@@ -162,7 +162,8 @@ void gather(const T* src, const Layout& layout, const BlockLines& lines, int64_t
     const T* line = src + lines.offset[w];
     if (positions_inner) {
       for (int64_t c = 0; c < channels; ++c)
-        for (int64_t i = 0; i < L; ++i) dst[c * c_step + i * i_step][w] = line[c * layout.channel + i * layout.position];
+        for (int64_t i = 0; i < L; ++i)
+          dst[c * c_step + i * i_step][w] = line[c * layout.channel + i * layout.position];
     } else {
       for (int64_t i = 0; i < L; ++i)
         for (int64_t c = 0; c < channels; ++c) dst[c * c_step + i * i_step][w] = line[c + i * layout.position];
@@ -187,7 +188,8 @@ void scatter(const Lanes<T>* src, int64_t c_step, int64_t i_step, const Layout& 
     T* line = dst + lines.offset[w];
     if (positions_inner) {
       for (int64_t c = 0; c < channels; ++c)
-        for (int64_t i = 0; i < L; ++i) line[c * layout.channel + i * layout.position] = src[c * c_step + i * i_step][w];
+        for (int64_t i = 0; i < L; ++i)
+          line[c * layout.channel + i * layout.position] = src[c * c_step + i * i_step][w];
     } else {
       for (int64_t i = 0; i < L; ++i)
         for (int64_t c = 0; c < channels; ++c) line[c + i * layout.position] = src[c * c_step + i * i_step][w];
@@ -313,45 +315,45 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
     const T* table_data = in.table_data<T>();
     const T* affine = fused_norm ? out_affine.data_ptr<T>() : nullptr;  // rows: a, b, c
     dispatch_query_channels(s.h, [&](auto query_width) {
-    constexpr int64_t H = decltype(query_width)::value;
-    const int64_t L = s.L, d = 2 * query_channels<H>(s), width = 2 * s.K - 1;
-    at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
-      Block<T> x(s, positional);
-      LanesBuffer<T> a(L), out(L * d), out_position(positional ? L * d : 0);  // out[i * d + c]
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t g = task % s.heads, block = task / s.heads;
-        const BlockLines lines(s, in_layout, block), out_lines(s, out_layout, block);
-        x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, in.scales.data_ptr<T>() + 3 * g);
-        for (int64_t i = 0; i < L; ++i) {
-          attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
-          // sum_j a_ij v_cj and sum_j a_ij r^v_cij, r^v_cij = r_v[c * width - j]
-          Registers<T, 2 * H> sum(d), sum_position(d);
-          const T* r_v = positional ? table_data + d * width + i + s.K - 1 : nullptr;
-          for (int64_t j = 0; j < L; ++j) {
-            const Lanes<T> a_j = a[j];
-            for (int64_t c = 0; c < d; ++c) sum[c] += a_j * x.v[c * L + j];
-            if (positional)
-              for (int64_t c = 0; c < d; ++c) sum_position[c] += a_j * r_v[c * width - j];
-          }
-          for (int64_t c = 0; c < d; ++c) {
-            out[i * d + c] = sum[c];
-            if (positional) out_position[i * d + c] = sum_position[c];
-          }
-        }
-        if (fused_norm) {
-          const int64_t ch = g * d;
-          for (int64_t i = 0; i < L; ++i)
-            for (int64_t c = 0; c < d; ++c) {
-              Lanes<T>& y = out[i * d + c];
-              y = y * affine[ch + c] + affine[2 * channels + ch + c];
-              if (positional) y += out_position[i * d + c] * affine[channels + ch + c];
+      constexpr int64_t H = decltype(query_width)::value;
+      const int64_t L = s.L, d = 2 * query_channels<H>(s), width = 2 * s.K - 1;
+      at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
+        Block<T> x(s, positional);
+        LanesBuffer<T> a(L), out(L * d), out_position(positional ? L * d : 0);  // out[i * d + c]
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t g = task % s.heads, block = task / s.heads;
+          const BlockLines lines(s, in_layout, block), out_lines(s, out_layout, block);
+          x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, in.scales.data_ptr<T>() + 3 * g);
+          for (int64_t i = 0; i < L; ++i) {
+            attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
+            // sum_j a_ij v_cj and sum_j a_ij r^v_cij, r^v_cij = r_v[c * width - j]
+            Registers<T, 2 * H> sum(d), sum_position(d);
+            const T* r_v = positional ? table_data + d * width + i + s.K - 1 : nullptr;
+            for (int64_t j = 0; j < L; ++j) {
+              const Lanes<T> a_j = a[j];
+              for (int64_t c = 0; c < d; ++c) sum[c] += a_j * x.v[c * L + j];
+              if (positional)
+                for (int64_t c = 0; c < d; ++c) sum_position[c] += a_j * r_v[c * width - j];
             }
+            for (int64_t c = 0; c < d; ++c) {
+              out[i * d + c] = sum[c];
+              if (positional) out_position[i * d + c] = sum_position[c];
+            }
+          }
+          if (fused_norm) {
+            const int64_t ch = g * d;
+            for (int64_t i = 0; i < L; ++i)
+              for (int64_t c = 0; c < d; ++c) {
+                Lanes<T>& y = out[i * d + c];
+                y = y * affine[ch + c] + affine[2 * channels + ch + c];
+                if (positional) y += out_position[i * d + c] * affine[channels + ch + c];
+              }
+          }
+          scatter(out.data(), 1, d, out_layout, out_lines, g * d, d, L, values.data_ptr<T>());
+          if (positional && !fused_norm)
+            scatter(out_position.data(), 1, d, out_layout, out_lines, g * d, d, L, values_position.data_ptr<T>());
         }
-        scatter(out.data(), 1, d, out_layout, out_lines, g * d, d, L, values.data_ptr<T>());
-        if (positional && !fused_norm)
-          scatter(out_position.data(), 1, d, out_layout, out_lines, g * d, d, L, values_position.data_ptr<T>());
-      }
-    });
+      });
     });
   });
   if (positional && !fused_norm) return {values, values_position};
@@ -386,114 +388,115 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
     using T = scalar_t;
     const T* table_data = in.table_data<T>();
     dispatch_query_channels(s.h, [&](auto query_width) {
-    constexpr int64_t H = decltype(query_width)::value;
-    const int64_t L = s.L, h = query_channels<H>(s), d = 2 * h;
-    at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
-      Block<T> x(s, positional);
-      LanesBuffer<T> a(L), grad_a(L), go(L * d), go_position(positional ? L * d : 0);  // go[i * d + c]
-      // gradients with respect to qk, k (through q.k), v, q_r, k_r, [c * L + i]
-      LanesBuffer<T> gq(h * L), gk(h * L), gv(d * L), gq_r(positional ? h * L : 0), gk_r(positional ? h * L : 0);
-      LanesBuffer<T> grad_q(h * L), grad_k(h * L);
-      LanesBuffer<T> acc_table(2 * d * width);  // [row * width + offset]
-      for (int64_t part = first; part < last; ++part) {
-        std::fill(acc_table.begin(), acc_table.end(), Lanes<T>{});
-        double* acc_scales = grad_scales.data_ptr<double>() + part * s.heads * 3;
-        for (int64_t task = part * tasks / partitions; task < (part + 1) * tasks / partitions; ++task) {
-          const int64_t g = task % s.heads, block = task / s.heads;
-          const T* scale = in.scales.data_ptr<T>() + 3 * g;
-          const BlockLines lines(s, in_layout, block), grad_lines(s, grad_layout, block);
-          x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, scale);
-          gather(grad_out.data_ptr<T>(), out_layout, BlockLines(s, out_layout, block), g * d, d, L, 1, d, go.data());
-          if (positional)
-            gather(grad_out_position.data_ptr<T>(), out_position_layout, BlockLines(s, out_position_layout, block),
-                   g * d, d, L, 1, d, go_position.data());
-          std::fill(gk.begin(), gk.end(), Lanes<T>{});
-          std::fill(gv.begin(), gv.end(), Lanes<T>{});
-          std::fill(gk_r.begin(), gk_r.end(), Lanes<T>{});
-          for (int64_t i = 0; i < L; ++i) {
-            attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
-            const int64_t offset_i = i + K - 1;  // offset of (i, j = 0)
-            // dL/da_ij = sum_c go_ic v_cj (+ sum_c gop_ic r^v_cij); dL/dv_cj += go_ic a_ij; dL/dr^v_cij += gop_ic a_ij
-            Registers<T, 2 * H> go_i(d), gop_i(d);
-            for (int64_t c = 0; c < d; ++c) {
-              go_i[c] = go[i * d + c];
-              if (positional) gop_i[c] = go_position[i * d + c];
-            }
-            const T* r_v = positional ? table_data + d * width + offset_i : nullptr;  // r^v_cij = r_v[c width - j]
-            Lanes<T>* acc_v = acc_table.data() + d * width + offset_i;
-            Lanes<T> mean = {};  // sum_j a_ij dL/da_ij
-            for (int64_t j = 0; j < L; ++j) {
-              const Lanes<T> a_j = a[j];
-              Lanes<T> grad = {};
+      constexpr int64_t H = decltype(query_width)::value;
+      const int64_t L = s.L, h = query_channels<H>(s), d = 2 * h;
+      at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
+        Block<T> x(s, positional);
+        LanesBuffer<T> a(L), grad_a(L), go(L * d), go_position(positional ? L * d : 0);  // go[i * d + c]
+        // gradients with respect to qk, k (through q.k), v, q_r, k_r, [c * L + i]
+        LanesBuffer<T> gq(h * L), gk(h * L), gv(d * L), gq_r(positional ? h * L : 0), gk_r(positional ? h * L : 0);
+        LanesBuffer<T> grad_q(h * L), grad_k(h * L);
+        LanesBuffer<T> acc_table(2 * d * width);  // [row * width + offset]
+        for (int64_t part = first; part < last; ++part) {
+          std::fill(acc_table.begin(), acc_table.end(), Lanes<T>{});
+          double* acc_scales = grad_scales.data_ptr<double>() + part * s.heads * 3;
+          for (int64_t task = part * tasks / partitions; task < (part + 1) * tasks / partitions; ++task) {
+            const int64_t g = task % s.heads, block = task / s.heads;
+            const T* scale = in.scales.data_ptr<T>() + 3 * g;
+            const BlockLines lines(s, in_layout, block), grad_lines(s, grad_layout, block);
+            x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, scale);
+            gather(grad_out.data_ptr<T>(), out_layout, BlockLines(s, out_layout, block), g * d, d, L, 1, d, go.data());
+            if (positional)
+              gather(grad_out_position.data_ptr<T>(), out_position_layout, BlockLines(s, out_position_layout, block),
+                     g * d, d, L, 1, d, go_position.data());
+            std::fill(gk.begin(), gk.end(), Lanes<T>{});
+            std::fill(gv.begin(), gv.end(), Lanes<T>{});
+            std::fill(gk_r.begin(), gk_r.end(), Lanes<T>{});
+            for (int64_t i = 0; i < L; ++i) {
+              attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
+              const int64_t offset_i = i + K - 1;  // offset of (i, j = 0)
+              // dL/da_ij = sum_c go_ic v_cj (+ sum_c gop_ic r^v_cij); dL/dv_cj += go_ic a_ij;
+              // dL/dr^v_cij += gop_ic a_ij
+              Registers<T, 2 * H> go_i(d), gop_i(d);
               for (int64_t c = 0; c < d; ++c) {
-                grad += go_i[c] * x.v[c * L + j];
-                gv[c * L + j] += go_i[c] * a_j;
+                go_i[c] = go[i * d + c];
+                if (positional) gop_i[c] = go_position[i * d + c];
               }
-              if (positional)
+              const T* r_v = positional ? table_data + d * width + offset_i : nullptr;  // r^v_cij = r_v[c width - j]
+              Lanes<T>* acc_v = acc_table.data() + d * width + offset_i;
+              Lanes<T> mean = {};  // sum_j a_ij dL/da_ij
+              for (int64_t j = 0; j < L; ++j) {
+                const Lanes<T> a_j = a[j];
+                Lanes<T> grad = {};
                 for (int64_t c = 0; c < d; ++c) {
-                  grad += gop_i[c] * r_v[c * width - j];
-                  acc_v[c * width - j] += gop_i[c] * a_j;
+                  grad += go_i[c] * x.v[c * L + j];
+                  gv[c * L + j] += go_i[c] * a_j;
                 }
-              grad_a[j] = grad;
-              mean += a_j * grad;
-            }
-            // softmax backward, dL/dlogit_ij = a_ij (dL/da_ij - mean), and on through the logit terms:
-            // dL/dqk_ci = sum_j dlogit_ij k_cj, dL/dk_cj += dlogit_ij qk_ci, and with positions dL/dq_r_ci = sum_j
-            // dlogit_ij r^q_cij, dL/dk_r_cj += dlogit_ij r^k_cji, dL/dr^q_cij += dlogit_ij q_r_ci, dL/dr^k_cji +=
-            // dlogit_ij k_r_cj; r^q_cij = r_q[c width - j], r^k_cji = r_k[c width + j]
-            Registers<T, H> qk_i(h), q_r_i(h), sum(h), sum_r(h);
-            for (int64_t c = 0; c < h; ++c) {
-              qk_i[c] = x.qk[c * L + i];
-              if (positional) q_r_i[c] = x.q_r[c * L + i];
-            }
-            const T* r_q = positional ? table_data + offset_i : nullptr;
-            const T* r_k = positional ? table_data + h * width + 2 * (K - 1) - offset_i : nullptr;
-            Lanes<T>* acc_q = acc_table.data() + offset_i;
-            Lanes<T>* acc_k = acc_table.data() + h * width + 2 * (K - 1) - offset_i;
-            for (int64_t j = 0; j < L; ++j) {
-              const Lanes<T> logit = a[j] * (grad_a[j] - mean);
-              for (int64_t c = 0; c < h; ++c) {
-                sum[c] += logit * x.k[c * L + j];
-                gk[c * L + j] += logit * qk_i[c];
+                if (positional)
+                  for (int64_t c = 0; c < d; ++c) {
+                    grad += gop_i[c] * r_v[c * width - j];
+                    acc_v[c * width - j] += gop_i[c] * a_j;
+                  }
+                grad_a[j] = grad;
+                mean += a_j * grad;
               }
-              if (positional)
+              // softmax backward, dL/dlogit_ij = a_ij (dL/da_ij - mean), and on through the logit terms:
+              // dL/dqk_ci = sum_j dlogit_ij k_cj, dL/dk_cj += dlogit_ij qk_ci, and with positions dL/dq_r_ci = sum_j
+              // dlogit_ij r^q_cij, dL/dk_r_cj += dlogit_ij r^k_cji, dL/dr^q_cij += dlogit_ij q_r_ci, dL/dr^k_cji +=
+              // dlogit_ij k_r_cj; r^q_cij = r_q[c width - j], r^k_cji = r_k[c width + j]
+              Registers<T, H> qk_i(h), q_r_i(h), sum(h), sum_r(h);
+              for (int64_t c = 0; c < h; ++c) {
+                qk_i[c] = x.qk[c * L + i];
+                if (positional) q_r_i[c] = x.q_r[c * L + i];
+              }
+              const T* r_q = positional ? table_data + offset_i : nullptr;
+              const T* r_k = positional ? table_data + h * width + 2 * (K - 1) - offset_i : nullptr;
+              Lanes<T>* acc_q = acc_table.data() + offset_i;
+              Lanes<T>* acc_k = acc_table.data() + h * width + 2 * (K - 1) - offset_i;
+              for (int64_t j = 0; j < L; ++j) {
+                const Lanes<T> logit = a[j] * (grad_a[j] - mean);
                 for (int64_t c = 0; c < h; ++c) {
-                  sum_r[c] += logit * r_q[c * width - j];
-                  gk_r[c * L + j] += logit * r_k[c * width + j];
-                  acc_q[c * width - j] += logit * q_r_i[c];
-                  acc_k[c * width + j] += logit * x.k_r[c * L + j];
+                  sum[c] += logit * x.k[c * L + j];
+                  gk[c * L + j] += logit * qk_i[c];
                 }
+                if (positional)
+                  for (int64_t c = 0; c < h; ++c) {
+                    sum_r[c] += logit * r_q[c * width - j];
+                    gk_r[c * L + j] += logit * r_k[c * width + j];
+                    acc_q[c * width - j] += logit * q_r_i[c];
+                    acc_k[c * width + j] += logit * x.k_r[c * L + j];
+                  }
+              }
+              for (int64_t c = 0; c < h; ++c) {
+                gq[c * L + i] = sum[c];
+                if (positional) gq_r[c * L + i] = sum_r[c];
+              }
             }
-            for (int64_t c = 0; c < h; ++c) {
-              gq[c * L + i] = sum[c];
-              if (positional) gq_r[c * L + i] = sum_r[c];
+            // back through the scales: qk = s_qk q, q_r = s_qr q, k_r = s_kr k
+            Lanes<T> grad_s_qk = {}, grad_s_qr = {}, grad_s_kr = {};
+            for (int64_t e = 0; e < h * L; ++e) {
+              grad_s_qk += gq[e] * x.q[e];
+              grad_q[e] = gq[e] * scale[0];
+              grad_k[e] = gk[e];
+              if (positional) {
+                grad_s_qr += gq_r[e] * x.q[e];
+                grad_s_kr += gk_r[e] * x.k[e];
+                grad_q[e] += gq_r[e] * scale[1];
+                grad_k[e] += gk_r[e] * scale[2];
+              }
             }
+            acc_scales[3 * g] += lane_sum<T>(grad_s_qk);
+            acc_scales[3 * g + 1] += lane_sum<T>(grad_s_qr);
+            acc_scales[3 * g + 2] += lane_sum<T>(grad_s_kr);
+            T* grad_qkv_data = grad_qkv.data_ptr<T>();
+            scatter(grad_q.data(), L, 1, grad_layout, grad_lines, 2 * g * d, h, L, grad_qkv_data);
+            scatter(grad_k.data(), L, 1, grad_layout, grad_lines, 2 * g * d + h, h, L, grad_qkv_data);
+            scatter(gv.data(), L, 1, grad_layout, grad_lines, 2 * g * d + d, d, L, grad_qkv_data);
           }
-          // back through the scales: qk = s_qk q, q_r = s_qr q, k_r = s_kr k
-          Lanes<T> grad_s_qk = {}, grad_s_qr = {}, grad_s_kr = {};
-          for (int64_t e = 0; e < h * L; ++e) {
-            grad_s_qk += gq[e] * x.q[e];
-            grad_q[e] = gq[e] * scale[0];
-            grad_k[e] = gk[e];
-            if (positional) {
-              grad_s_qr += gq_r[e] * x.q[e];
-              grad_s_kr += gk_r[e] * x.k[e];
-              grad_q[e] += gq_r[e] * scale[1];
-              grad_k[e] += gk_r[e] * scale[2];
-            }
-          }
-          acc_scales[3 * g] += lane_sum<T>(grad_s_qk);
-          acc_scales[3 * g + 1] += lane_sum<T>(grad_s_qr);
-          acc_scales[3 * g + 2] += lane_sum<T>(grad_s_kr);
-          T* grad_qkv_data = grad_qkv.data_ptr<T>();
-          scatter(grad_q.data(), L, 1, grad_layout, grad_lines, 2 * g * d, h, L, grad_qkv_data);
-          scatter(grad_k.data(), L, 1, grad_layout, grad_lines, 2 * g * d + h, h, L, grad_qkv_data);
-          scatter(gv.data(), L, 1, grad_layout, grad_lines, 2 * g * d + d, d, L, grad_qkv_data);
+          T* table_grad = grad_table.data_ptr<T>() + part * 2 * d * width;
+          for (int64_t e = 0; e < 2 * d * width; ++e) table_grad[e] = lane_sum<T>(acc_table[e]);
         }
-        T* table_grad = grad_table.data_ptr<T>() + part * 2 * d * width;
-        for (int64_t e = 0; e < 2 * d * width; ++e) table_grad[e] = lane_sum<T>(acc_table[e]);
-      }
-    });
+      });
     });
   });
   auto grad_scales_total = grad_scales.sum(0).to(qkv.scalar_type());
@@ -548,47 +551,48 @@ std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis
   const int64_t partitions = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
   const auto options = qkv.options().dtype(at::kDouble);
   // per partition: [qk_sum | qk_squares] (G each), then q_sum, q_gram, k_sum, k_gram
-  const int64_t per_head_lines = s.h * s.L + s.L * s.h * s.h, size = 2 * s.heads + (positional ? 2 * s.heads * per_head_lines : 0);
+  const int64_t per_head_lines = s.h * s.L + s.L * s.h * s.h;
+  const int64_t size = 2 * s.heads + (positional ? 2 * s.heads * per_head_lines : 0);
   auto partial = at::empty({partitions, size}, options);
   const Layout layout(in.qkv, axis);
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_statistics", [&] {
     using T = scalar_t;
     dispatch_query_channels(s.h, [&](auto query_width) {
-    constexpr int64_t H = decltype(query_width)::value;
-    const int64_t h = query_channels<H>(s), L = s.L;
-    at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
-      Block<T> x(s, false);
-      LineGrams<T> grams(h);
-      std::vector<DoubleLanes> acc(size);  // W lanes per element, summed at the end of the partition
-      for (int64_t part = first; part < last; ++part) {
-        std::fill(acc.begin(), acc.end(), DoubleLanes{});
-        for (int64_t task = part * tasks / partitions; task < (part + 1) * tasks / partitions; ++task) {
-          const int64_t g = task % s.heads, block = task / s.heads;
-          const BlockLines lines(s, layout, block);
-          x.load_queries_keys(in.qkv.data_ptr<T>(), layout, lines, s, g);
-          grams.template compute<H>(x, s);
-          for (int64_t c = 0; c < h; ++c) {
-            acc[g] += to_double<T>(grams.q_sum[c]) * to_double<T>(grams.k_sum[c]);
-            for (int64_t e = 0; e < h; ++e)
-              acc[s.heads + g] += to_double<T>(grams.q_gram[c * h + e]) * to_double<T>(grams.k_gram[c * h + e]);
+      constexpr int64_t H = decltype(query_width)::value;
+      const int64_t h = query_channels<H>(s), L = s.L;
+      at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
+        Block<T> x(s, false);
+        LineGrams<T> grams(h);
+        std::vector<DoubleLanes> acc(size);  // W lanes per element, summed at the end of the partition
+        for (int64_t part = first; part < last; ++part) {
+          std::fill(acc.begin(), acc.end(), DoubleLanes{});
+          for (int64_t task = part * tasks / partitions; task < (part + 1) * tasks / partitions; ++task) {
+            const int64_t g = task % s.heads, block = task / s.heads;
+            const BlockLines lines(s, layout, block);
+            x.load_queries_keys(in.qkv.data_ptr<T>(), layout, lines, s, g);
+            grams.template compute<H>(x, s);
+            for (int64_t c = 0; c < h; ++c) {
+              acc[g] += to_double<T>(grams.q_sum[c]) * to_double<T>(grams.k_sum[c]);
+              for (int64_t e = 0; e < h; ++e)
+                acc[s.heads + g] += to_double<T>(grams.q_gram[c * h + e]) * to_double<T>(grams.k_gram[c * h + e]);
+            }
+            if (!positional) continue;
+            for (int64_t which = 0; which < 2; ++which) {  // q, then k
+              const LanesBuffer<T>& values = which == 0 ? x.q : x.k;
+              DoubleLanes* sums = acc.data() + 2 * s.heads + (which * s.heads + g) * per_head_lines;  // [c * L + i]
+              DoubleLanes* gram = sums + h * L;  // [(i * h + c) * h + e], lower triangle (c >= e)
+              for (int64_t c = 0; c < h; ++c)
+                for (int64_t i = 0; i < L; ++i) {
+                  const DoubleLanes value = to_double<T>(values[c * L + i]);
+                  sums[c * L + i] += value;
+                  for (int64_t e = 0; e <= c; ++e) gram[(i * h + c) * h + e] += value * to_double<T>(values[e * L + i]);
+                }
+            }
           }
-          if (!positional) continue;
-          for (int64_t which = 0; which < 2; ++which) {  // q, then k
-            const LanesBuffer<T>& values = which == 0 ? x.q : x.k;
-            DoubleLanes* sums = acc.data() + 2 * s.heads + (which * s.heads + g) * per_head_lines;  // [c * L + i]
-            DoubleLanes* gram = sums + h * L;  // [(i * h + c) * h + e], lower triangle (c >= e)
-            for (int64_t c = 0; c < h; ++c)
-              for (int64_t i = 0; i < L; ++i) {
-                const DoubleLanes value = to_double<T>(values[c * L + i]);
-                sums[c * L + i] += value;
-                for (int64_t e = 0; e <= c; ++e) gram[(i * h + c) * h + e] += value * to_double<T>(values[e * L + i]);
-              }
-          }
+          double* out = partial.data_ptr<double>() + part * size;
+          for (int64_t e = 0; e < size; ++e) out[e] = lane_sum<double>(acc[e]);
         }
-        double* out = partial.data_ptr<double>() + part * size;
-        for (int64_t e = 0; e < size; ++e) out[e] = lane_sum<double>(acc[e]);
-      }
-    });
+      });
     });
   });
   const auto total = partial.sum(0);
@@ -598,7 +602,8 @@ std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis
       const auto block = total.narrow(0, 2 * s.heads + which * s.heads * per_head_lines, s.heads * per_head_lines)
                              .view({s.heads, per_head_lines});
       out.push_back(block.narrow(1, 0, s.h * s.L).reshape({s.heads, s.h, s.L}).contiguous());
-      const auto lower = block.narrow(1, s.h * s.L, s.L * s.h * s.h).reshape({s.heads, s.L, s.h, s.h});  // upper triangle: zeros
+      // the Gram matrices' lower triangles (the upper ones are zero), made symmetric
+      const auto lower = block.narrow(1, s.h * s.L, s.L * s.h * s.h).reshape({s.heads, s.L, s.h, s.h});
       out.push_back(lower + lower.tril(-1).transpose(-1, -2));
     }
   }
@@ -631,44 +636,44 @@ at::Tensor attention_statistics_backward(const at::Tensor& qkv, int64_t axis, in
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_statistics_backward", [&] {
     using T = scalar_t;
     dispatch_query_channels(s.h, [&](auto query_width) {
-    constexpr int64_t H = decltype(query_width)::value;
-    const int64_t h = query_channels<H>(s), L = s.L, d = 2 * h;
-    at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
-      Block<T> x(s, false);
-      LineGrams<T> grams(h);
-      LanesBuffer<T> grad_q(h * L), grad_k(h * L);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t g = task % s.heads, block = task / s.heads;
-        const BlockLines lines(s, in_layout, block), grad_lines(s, grad_layout, block);
-        x.load_queries_keys(in.qkv.data_ptr<T>(), in_layout, lines, s, g);
-        grams.template compute<H>(x, s);
-        const T a = g_sum.data_ptr<T>()[g], b = 2 * g_squares.data_ptr<T>()[g];
-        for (int64_t c = 0; c < h; ++c)
-          for (int64_t i = 0; i < L; ++i) {
-            // sum_b (sum_i q_i).(sum_j k_j) and sum_b <Q Q^T, K K^T>
-            Lanes<T> gq = a * grams.k_sum[c], gk = a * grams.q_sum[c];
-            for (int64_t e = 0; e < h; ++e) {
-              gq += b * grams.k_gram[c * h + e] * x.q[e * L + i];
-              gk += b * grams.q_gram[c * h + e] * x.k[e * L + i];
-            }
-            if (positional) {
-              const T* q_gram = g_q_gram.data_ptr<T>() + ((g * L + i) * h + c) * h;
-              const T* k_gram = g_k_gram.data_ptr<T>() + ((g * L + i) * h + c) * h;
-              gq += g_q_sum.data_ptr<T>()[(g * h + c) * L + i];
-              gk += g_k_sum.data_ptr<T>()[(g * h + c) * L + i];
+      constexpr int64_t H = decltype(query_width)::value;
+      const int64_t h = query_channels<H>(s), L = s.L, d = 2 * h;
+      at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
+        Block<T> x(s, false);
+        LineGrams<T> grams(h);
+        LanesBuffer<T> grad_q(h * L), grad_k(h * L);
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t g = task % s.heads, block = task / s.heads;
+          const BlockLines lines(s, in_layout, block), grad_lines(s, grad_layout, block);
+          x.load_queries_keys(in.qkv.data_ptr<T>(), in_layout, lines, s, g);
+          grams.template compute<H>(x, s);
+          const T a = g_sum.data_ptr<T>()[g], b = 2 * g_squares.data_ptr<T>()[g];
+          for (int64_t c = 0; c < h; ++c)
+            for (int64_t i = 0; i < L; ++i) {
+              // sum_b (sum_i q_i).(sum_j k_j) and sum_b <Q Q^T, K K^T>
+              Lanes<T> gq = a * grams.k_sum[c], gk = a * grams.q_sum[c];
               for (int64_t e = 0; e < h; ++e) {
-                gq += q_gram[e] * x.q[e * L + i];
-                gk += k_gram[e] * x.k[e * L + i];
+                gq += b * grams.k_gram[c * h + e] * x.q[e * L + i];
+                gk += b * grams.q_gram[c * h + e] * x.k[e * L + i];
               }
+              if (positional) {
+                const T* q_gram = g_q_gram.data_ptr<T>() + ((g * L + i) * h + c) * h;
+                const T* k_gram = g_k_gram.data_ptr<T>() + ((g * L + i) * h + c) * h;
+                gq += g_q_sum.data_ptr<T>()[(g * h + c) * L + i];
+                gk += g_k_sum.data_ptr<T>()[(g * h + c) * L + i];
+                for (int64_t e = 0; e < h; ++e) {
+                  gq += q_gram[e] * x.q[e * L + i];
+                  gk += k_gram[e] * x.k[e * L + i];
+                }
+              }
+              grad_q[c * L + i] = gq;
+              grad_k[c * L + i] = gk;
             }
-            grad_q[c * L + i] = gq;
-            grad_k[c * L + i] = gk;
-          }
-        T* out = grad_qkv.data_ptr<T>();
-        scatter(grad_q.data(), L, 1, grad_layout, grad_lines, 2 * g * d, h, L, out);
-        scatter(grad_k.data(), L, 1, grad_layout, grad_lines, 2 * g * d + h, h, L, out);
-      }
-    });
+          T* out = grad_qkv.data_ptr<T>();
+          scatter(grad_q.data(), L, 1, grad_layout, grad_lines, 2 * g * d, h, L, out);
+          scatter(grad_k.data(), L, 1, grad_layout, grad_lines, 2 * g * d + h, h, L, out);
+        }
+      });
     });
   });
   return grad_qkv;

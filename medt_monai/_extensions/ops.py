@@ -36,7 +36,10 @@ def _statistics_fake(qkv, axis, heads, positional):
     sums = [qkv.new_empty((heads,), dtype=torch.float64) for _ in range(2)]
     if not positional:
         return sums
-    positions = [qkv.new_empty((heads, half, length), dtype=torch.float64), qkv.new_empty((heads, length, half, half), dtype=torch.float64)]
+    positions = [
+        qkv.new_empty((heads, half, length), dtype=torch.float64),  # sums
+        qkv.new_empty((heads, length, half, half), dtype=torch.float64),  # Gram matrices
+    ]
     return sums + positions + [torch.empty_like(t) for t in positions]
 
 
@@ -78,7 +81,9 @@ def _statistics_backward(ctx, grads):
     (qkv,) = ctx.saved_tensors
     grads = [qkv.new_zeros(shape, dtype=torch.float64) if g is None else g for g, shape in zip(grads, ctx.shapes)]
     positions = tuple(grads[2:]) if len(grads) > 2 else (None,) * 4
-    grad_qkv = torch.ops.medt_monai.axial_attention_statistics_backward(qkv, ctx.axis, ctx.heads, *grads[:2], *positions)
+    grad_qkv = torch.ops.medt_monai.axial_attention_statistics_backward(
+        qkv, ctx.axis, ctx.heads, *grads[:2], *positions
+    )
     return grad_qkv, None, None, None
 
 
@@ -110,7 +115,9 @@ def register() -> None:
         ("axial_attention_statistics_backward", _statistics_backward_fake),
     ):
         torch.library.register_fake(f"medt_monai::{name}", fake)
-    torch.library.register_autograd("medt_monai::axial_attention_forward", _attention_backward, setup_context=_attention_setup)
+    torch.library.register_autograd(
+        "medt_monai::axial_attention_forward", _attention_backward, setup_context=_attention_setup
+    )
     torch.library.register_autograd(
         "medt_monai::axial_attention_statistics", _statistics_backward, setup_context=_statistics_setup
     )

@@ -103,10 +103,10 @@ class AxialAttention(nn.Module):
             self.gate_k = nn.Parameter(torch.tensor(0.1))
             self.gate_v1 = nn.Parameter(torch.tensor(1.0))
             self.gate_v2 = nn.Parameter(torch.tensor(0.1))
-        #: PyTorch implementation (GPUs, bf16, tracing; see :func:`_fused_kernel_applies`): attend at most this many lines
-        #: (rows or columns) at a time; ``None`` (default): about :data:`CHUNK_LOGITS` logits per chunk on CPU, so the
-        #: ``(lines, G, L, L)`` tensors of a chunk stay in cache, and all lines at once on other devices. Set it for a
-        #: whole network with :func:`medt_monai.networks.set_memory_lean`. The CPU kernel never forms those tensors.
+        #: PyTorch implementation (GPUs, bf16, tracing; see :func:`_fused_kernel_applies`): attend at most this many
+        #: lines (rows or columns) at a time; ``None`` (default): about :data:`CHUNK_LOGITS` logits per chunk on CPU, so
+        #: the ``(lines, G, L, L)`` tensors of a chunk stay in cache, and all lines at once on other devices. Set it for
+        #: a whole network with :func:`medt_monai.networks.set_memory_lean`. The CPU kernel never forms those tensors.
         self.max_lines: int | None = None
 
     def gates(self) -> list[nn.Parameter]:
@@ -243,7 +243,8 @@ class AxialAttention(nn.Module):
             encodings = (r_q, r_k.transpose(1, 2).contiguous(), r_v)
             inputs += (q * scales[:, 1].view(heads), k * scales[:, 2].view(heads), *encodings)
         total = lines.shape[0]
-        chunk = self.max_lines or (max(1, CHUNK_LOGITS // (self.num_heads * length * length)) if lines.is_cpu else total)
+        cache_sized = max(1, CHUNK_LOGITS // (self.num_heads * length * length))
+        chunk = self.max_lines or (cache_sized if lines.is_cpu else total)
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             chunk = total  # a loop over shape-dependent chunks would be frozen into the trace / graph
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
@@ -358,7 +359,9 @@ def _chunks(lines: int, chunk: int) -> list[slice]:
     return [slice(start, start + chunk) for start in range(0, lines, chunk)]
 
 
-def _attend_chunks(chunk: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _attend_chunks(
+    chunk: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *rest: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """:func:`_attend` over ``chunk`` lines at a time (arguments as there; ``rest``: ``shift`` and the relative ones)."""
     shift, relative = rest[0], rest[1:]
     scaled, encodings = relative[:2], relative[2:]
