@@ -284,6 +284,12 @@ struct Inputs {
                   "inputs' dtype");
   }
 
+  // The qkv map alone (the statistics operators), checked the same way: unit scales, no shift, no table.
+  static Inputs map_only(const at::Tensor& qkv, int64_t axis, int64_t heads) {
+    return Inputs(qkv, axis, heads, at::ones({heads, 3}, qkv.options()), at::zeros({heads}, qkv.options()),
+                  std::nullopt);
+  }
+
   template <typename T>
   const T* table_data() const {
     return positional() ? table->data_ptr<T>() : nullptr;
@@ -544,8 +550,7 @@ DoubleLanes to_double(const Lanes<T>& x) {
 }
 
 std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis, int64_t heads, bool positional) {
-  const at::Tensor unit = at::ones({heads, 3}, qkv.options()), no_shift = at::zeros({heads}, qkv.options());
-  const Inputs in(qkv, axis, heads, unit, no_shift, std::nullopt);
+  const Inputs in = Inputs::map_only(qkv, axis, heads);
   const Sizes& s = in.s;
   const int64_t tasks = s.heads * s.blocks();
   const int64_t partitions = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
@@ -618,8 +623,7 @@ at::Tensor attention_statistics_backward(const at::Tensor& qkv, int64_t axis, in
                                          const std::optional<at::Tensor>& grad_q_gram,
                                          const std::optional<at::Tensor>& grad_k_sum,
                                          const std::optional<at::Tensor>& grad_k_gram) {
-  const at::Tensor unit = at::ones({heads, 3}, qkv.options()), no_shift = at::zeros({heads}, qkv.options());
-  const Inputs in(qkv, axis, heads, unit, no_shift, std::nullopt);
+  const Inputs in = Inputs::map_only(qkv, axis, heads);
   const Sizes& s = in.s;
   const bool positional = grad_q_sum.has_value();
   const auto as_dtype = [&](const at::Tensor& t) { return t.to(qkv.scalar_type()).contiguous(); };
