@@ -42,41 +42,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-OURS = {
-    "medt": lambda s, c: _ours("MedT", s, c),
-    "logo": lambda s, c: _ours("LoGo", s, c),
-    "gated_axial_unet": lambda s, c: _ours("GatedAxialUNet", s, c),
-    "axial_unet": lambda s, c: _ours("AxialUNet", s, c),
-    "medt_global": lambda s, c: _ours("MedT", s, c, branches=("global",)),
-    "medt_local": lambda s, c: _ours("MedT", s, c, branches=("local",)),
-}
-BASELINES = {
-    "unet": lambda s, c: _monai("UNet", spatial_dims=2, in_channels=c, out_channels=2, channels=(16, 32, 64, 128, 256),
-                               strides=(2, 2, 2, 2), num_res_units=2),
-    "basic_unet_pp": lambda s, c: _unet_plus_plus(c),
-    "swin_unetr": lambda s, c: _monai("SwinUNETR", spatial_dims=2, in_channels=c, out_channels=2, feature_size=24),
-}
+from medt_monai.networks import get_network
+
+#: the models timed by default: the MedT family and MONAI's CNN and transformer baselines, by their registry names
+DEFAULT_MODELS = ["medt", "logo", "gated_axial_unet", "axial_unet", "medt_global", "medt_local", "resunet", "unetpp",
+                  "swin_unetr"]
 #: our name -> the authors' factory in lib/models/axialnet.py
 ORIGINAL = {"medt": "MedT", "logo": "logo", "gated_axial_unet": "gated", "axial_unet": "axialunet"}
-
-
-def _ours(name: str, size: int, channels: int, **kwargs) -> nn.Module:
-    from medt_monai.networks import nets
-
-    return getattr(nets, name)(in_channels=channels, out_channels=2, img_size=size, **kwargs)
-
-
-def _unet_plus_plus(channels: int) -> nn.Module:
-    """MONAI's BasicUNetPlusPlus as the bundle uses it (returning a tensor, not a list)."""
-    from medt_monai.networks.nets import UNetPlusPlus
-
-    return UNetPlusPlus(spatial_dims=2, in_channels=channels, out_channels=2)
-
-
-def _monai(name: str, **kwargs) -> nn.Module:
-    from monai.networks import nets
-
-    return getattr(nets, name)(**kwargs)
 
 
 def load_original(root: str | os.PathLike) -> types.ModuleType:
@@ -121,7 +93,7 @@ def build(name: str, size: int, channels: int, original: str | None) -> nn.Modul
     if name.startswith("orig_"):
         factory = getattr(load_original(original), ORIGINAL[name[5:]])
         return factory(img_size=size, imgchan=channels)
-    return {**OURS, **BASELINES}[name](size, channels)
+    return get_network(name, in_channels=channels, img_size=size)
 
 
 def make_step(model: nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor, options: set[str]) -> Callable[[], None]:
@@ -350,8 +322,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(OURS) + list(BASELINES),
-                        help="ours and MONAI baselines; NAME@OPTION[+OPTION] runs NAME with run-time options "
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
+                        help="names of medt_monai.networks.NETWORKS; NAME@OPTION[+OPTION] runs NAME with run-time options "
                         f"({', '.join(OPTIONS)})")
     parser.add_argument("--original", help="root of a checkout of the authors' Medical-Transformer repository")
     parser.add_argument("--sizes", nargs="+", default=["128:4", "512:1"], help="SIZE:BATCH settings")

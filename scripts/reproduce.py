@@ -43,6 +43,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from medt_monai.networks import NETWORKS
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundle" / "configs" / "train.json"
 EVALUATE = REPO / "bundle" / "configs" / "evaluate.json"
@@ -60,34 +62,10 @@ def train_command(recipe: str) -> list[str]:
     return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(config_files(recipe))]
 
 
-#: table name -> (bundle network name, extra bundle overrides)
-MODELS: dict[str, tuple[str, dict[str, str]]] = {
-    "unet": ("unet", {}),
-    "resunet": ("resunet", {}),
-    "unetpp": ("unetpp", {}),
-    "axial_unet": ("axial_unet", {}),
-    "gated_axial_unet": ("gated_axial_unet", {}),
-    "gated_axial_unet_effective": ("gated_axial_unet", {"networks#gated_axial_unet#gate_placement": "effective"}),
-    "logo": ("logo", {}),
-    "medt_global": ("medt", {"networks#medt#branches": "['global']"}),
-    "medt_local": ("medt", {"networks#medt#branches": "['local']"}),
-    "medt": ("medt", {}),
-    "medt_effective": ("medt", {"networks#medt#gate_placement": "effective"}),
-}
+#: the models of the tables: every network of the registry except the benchmark-only SwinUNETR
+MODELS = [name for name in NETWORKS if name != "swin_unetr"]
 #: how the tables name each model
-LABELS = {
-    "unet": "U-Net (MONAI `UNet`)",
-    "resunet": "Res-UNet (MONAI `UNet`, 2 residual units)",
-    "unetpp": "U-Net++ (MONAI `BasicUNetPlusPlus`)",
-    "axial_unet": "Axial U-Net",
-    "gated_axial_unet": "Gated Axial U-Net, authors' gates",
-    "gated_axial_unet_effective": "Gated Axial U-Net, effective gates",
-    "logo": "LoGo",
-    "medt_global": "MedT, global branch only",
-    "medt_local": "MedT, local branch only",
-    "medt": "MedT, authors' gates",
-    "medt_effective": "MedT, effective gates",
-}
+LABELS = {name: NETWORKS[name].description for name in MODELS}
 #: the paper's F1 / IoU (Tables 1-3 of Valanarasu et al. 2021) where it reports the model
 PAPER = {
     "glas": {"unet": (77.78, 65.34), "resunet": (78.83, 65.95), "unetpp": (78.03, 65.55), "axial_unet": (76.26, 63.03),
@@ -147,18 +125,16 @@ def per_image(csv_path: Path) -> dict[str, float]:
 def overrides(dataset: str, size: int, model: str, run_dir: Path, data_root: str, seed: int = 0,
               val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict[str, object]:
     """The bundle overrides (``{config id: value}``) that train and evaluate ``model`` on ``dataset`` in ``run_dir``."""
-    network_name, extra = MODELS[model]
     return {
         "dataset": dataset,
         "data_dir": str((Path(data_root) / dataset).resolve()),
         "img_size": size,
-        "network_name": network_name,
+        "network_name": model,
         "split_seed": seed,
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "ckpt_dir": str(run_dir),
         "output_dir": str(run_dir),
-        **extra,
     }
 
 

@@ -7,22 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from medt_monai.networks import gate_values, set_gates_trainable
+from medt_monai.networks import NETWORKS, gate_values, get_network, set_gates_trainable
 from medt_monai.networks.blocks import AxialAttention
 from medt_monai.networks.convert import convert_authors_state_dict, load_authors_checkpoint
 from medt_monai.networks.nets import AxialUNet, GatedAxialUNet, LoGo, MedT
 
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "original_vectors"
 FACTORIES = {"medt": MedT, "logo": LoGo, "axialunet": AxialUNet, "gated": GatedAxialUNet}
-VARIANTS = {
-    "medt": lambda **kw: MedT(**kw),
-    "medt_effective_gates": lambda **kw: MedT(gate_placement="effective", **kw),
-    "logo": lambda **kw: LoGo(**kw),
-    "gated_axial_unet": lambda **kw: GatedAxialUNet(**kw),
-    "axial_unet": lambda **kw: AxialUNet(**kw),
-    "medt_global": lambda **kw: MedT(branches=["global"], **kw),
-    "medt_local": lambda **kw: MedT(branches=["local"], **kw),
-}
+#: the axial-attention networks of the registry (those sized by ``img_size``)
+VARIANTS = [name for name, spec in NETWORKS.items() if spec.takes_img_size]
 
 
 def _reference(name: str) -> dict:
@@ -74,10 +67,10 @@ def test_parameter_counts_match_the_authors_effective_counts():
     assert counts == {"medt": 1_524_570, "logo": 1_529_498, "axialunet": 1_326_850, "gated": 1_326_914}
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("size", [(128, 128), (256, 256), (192, 320)])
 def test_every_variant_returns_logits_of_the_input_size(name, size):
-    network = VARIANTS[name](img_size=size).eval()
+    network = get_network(name, img_size=size).eval()
     with torch.inference_mode():
         output = network(torch.rand(1, 3, *size))
     assert output.shape == (1, 2, *size)
@@ -212,3 +205,16 @@ def test_unet_plus_plus_returns_a_tensor_and_refuses_deep_supervision():
         torch.testing.assert_close(out, reference(image)[0])
     with pytest.raises(ValueError, match="deep supervision"):
         UNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=2, deep_supervision=True)
+
+
+def test_registry_builds_each_name_with_its_fixed_arguments_and_names_the_choices_for_an_unknown_one():
+    assert get_network("medt_global", img_size=64).local_branch is None
+    effective = get_network("gated_axial_unet_effective", img_size=64)
+    assert {m.gates_after_norm for m in effective.modules() if isinstance(m, AxialAttention) and m.gated} == {True}
+    # extra arguments reach the constructor and win over the name's fixed ones
+    assert len(get_network("medt", img_size=64, global_num_blocks=(1, 2, 4, 1)).global_branch.stages) == 4
+    assert get_network("medt_global", img_size=64, branches=("local",)).global_branch is None
+    resunet = get_network("resunet", in_channels=1, out_channels=3)
+    assert sum(p.numel() for p in resunet.parameters()) == 6_500_814
+    with pytest.raises(ValueError, match=r"unknown network name 'foo'; the networks are: unet, resunet, .*, medt,"):
+        get_network("foo")
