@@ -109,7 +109,7 @@ def markdown(summary: dict, per_image: dict, band: int, bins: tuple[int, int]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
     parser.add_argument("--dataset", default="glas", choices=["glas", "monuseg"])
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--seed", type=int, default=0)

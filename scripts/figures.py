@@ -145,7 +145,7 @@ def gates(runs: Path, dataset: str, data_root: str, out: Path) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/reproduce", help="the --out folder of scripts/reproduce.py")
-    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--count", type=int, default=4, help="test images in the qualitative figure")
     args = parser.parse_args()

@@ -48,7 +48,7 @@ from medt_monai.networks import NETWORKS
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundle" / "configs" / "train.json"
 EVALUATE = REPO / "bundle" / "configs" / "evaluate.json"
-#: ``--recipe`` -> config files merged after ``train.json``: the paper's recipe, or the bundle's default (issue 9)
+#: ``--recipe`` -> config files merged after ``train.json``: the paper's recipe, or the bundle's default
 RECIPES = {"paper": [REPO / "bundle" / "configs" / "paper_recipe.json"], "bundle": []}
 
 
@@ -262,8 +262,7 @@ def tables(results: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"),
-                        help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
+    parser.add_argument("--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
     parser.add_argument("--datasets", nargs="+", default=["glas:128:400", "monuseg:512:400"],
                         help="DATASET:SIZE:EPOCHS entries (the paper: glas:128:400 monuseg:512:400)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))

@@ -513,7 +513,7 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
 // Per-line sums behind the closed-form BatchNorm statistics of the logit terms (float64), over all lines b:
 //   qk_sum[g] = sum_b (sum_i q_i) . (sum_j k_j) and qk_squares[g] = sum_b <Q Q^T, K K^T> (Q: a line's h x L queries),
 //   and with positions q_sum[g, c, i] = sum_b q_ci, q_gram[g, i, c, e] = sum_b q_ci q_ei (k_sum, k_gram alike),
-// from which the mean and variance of q_i.k_j, q_i.r^q_ij and k_j.r^k_ji follow (axial_attention.py: _moments).
+// from which the mean and variance of q_i.k_j, q_i.r^q_ij and k_j.r^k_ji follow (axial_attention.py: _product_moments, _position_moments).
 template <typename T>
 struct LineGrams {
   // per lane (line) of a block: sums over positions and the h x h Gram matrices of q and k

@@ -2,7 +2,7 @@
 
 The kernel is built once per machine type and torch version with :func:`torch.utils.cpp_extension.load` (a C++17
 compiler and ninja are needed; the ``ninja`` wheel is a dependency) and cached in ``TORCH_EXTENSIONS_DIR``
-(default ``~/.cache/torch_extensions``); building takes 15-30 s on a 2-core machine, loading the cached build 0.1 s.
+(default ``~/.cache/torch_extensions``): the first use compiles it, later uses load the cached build.
 When it cannot be built, MedT falls back to the PyTorch implementation of the same mathematics (slower on CPU) with
 one warning. ``MEDT_MONAI_CPU_KERNEL=0`` switches the kernel off.
 """

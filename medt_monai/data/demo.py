@@ -12,7 +12,7 @@ from PIL import Image
 
 __all__ = ["make_demo_dataset", "default_data_dir", "DEMO_SPLITS"]
 
-#: split name -> (number of images, list of (height, width) sizes cycled over the images)
+#: split name -> number of images (their sizes cycle through ``_SIZES``)
 DEMO_SPLITS: dict[str, int] = {"train": 40, "val": 10, "test": 10}
 _SIZES = ((128, 128), (128, 128), (128, 128), (128, 160))  # (H, W); every 4th image is 128x160
 _COMPLETE = ".complete"
@@ -93,7 +93,7 @@ def make_demo_dataset(root: str | Path | None = None, seed: int = 0) -> Path:
     pale lumen) and ``<root>/{split}/labelcol/<name>.png`` (uint8 0/255 gland masks). 40/10/10
     images, 128×128 with every fourth image 128 (H) × 160 (W). Colour alone does not separate
     glands (lumen and stroma gaps share a colour; nuclei occur in both), shape and context do.
-    Deterministic for a given ``seed`` (no download, no internet, ~1 s). Idempotent: a complete
+    Deterministic for a given ``seed`` (no download, no internet). Idempotent: a complete
     set (marker file ``.complete`` with the same seed) returns at once. Written atomically into a
     temporary sibling folder that is renamed at the end, so an interrupted run leaves nothing
     half-written at ``root``.
