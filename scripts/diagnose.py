@@ -1,0 +1,122 @@
+"""Why a segmentation network misses: two measurements behind the diagnosis in ``docs/recipes.md``.
+
+``--ceiling``: the resolution ceiling. Each ground-truth mask of the split makes the round trip of the bundle's
+evaluation (one-hot mask resized to ``SIZE x SIZE`` bilinearly, resized back bilinearly, argmax); its Dice against
+the original mask is the best any network trained at that size can score.
+
+``--ckpt``: where a trained network errs. The checkpoint is run on the split's images through the bundle's own
+validation chain (``validate#preprocessing`` of ``train.json``: eval mode, network size, no test-time augmentation),
+and its pixel error, false-negative and false-positive rates are reported by distance to the nearest border of MedT's
+local patch grid. Errors that crowd at the borders point at the missing context across patches.
+
+Examples::
+
+    python scripts/diagnose.py --data-root data --dataset glas --split train --ceiling 128 256 512
+    python scripts/diagnose.py --data-root data --dataset glas --split validation --ckpt bundle/models/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "bundle" / "configs" / "train.json"
+#: distance bands (pixels at network size, inclusive) to the nearest patch border
+BANDS = ((0, 0), (1, 2), (3, 5), (6, 9), (10, 15))
+
+
+def bundle(overrides: dict[str, object]):
+    """``train.json`` with ``overrides``, as ``monai.bundle run`` would parse it."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(TRAIN))
+    parser.update(overrides)
+    return parser
+
+
+def resolution_ceiling(labels: list[torch.Tensor], size: int) -> np.ndarray:
+    """Per-mask Dice of each binary ``(H, W)`` mask against its ``size x size`` round trip."""
+    scores = []
+    for mask in labels:
+        one_hot = F.one_hot(mask.long(), 2).permute(2, 0, 1)[None].float()
+        small = F.interpolate(one_hot, size=(size, size), mode="bilinear", align_corners=False)
+        back = F.interpolate(small, size=mask.shape, mode="bilinear", align_corners=False).argmax(1)[0].bool()
+        truth = mask.bool()
+        scores.append(2 * (truth & back).sum().item() / (truth.sum().item() + back.sum().item()))
+    return np.asarray(scores)
+
+
+def border_distance(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` distance of every pixel to the nearest border of a ``grid`` of equal patches (0 on a border)."""
+    axes = []
+    for length, cells in zip(size, grid):
+        position = np.arange(length) % (length // cells)
+        axes.append(np.minimum(position, length // cells - 1 - position))
+    return np.minimum(axes[0][:, None], axes[1][None, :])
+
+
+def error_profile(parser, items: list[dict], ckpt: str, grid: tuple[int, int]) -> list[dict]:
+    """Error, false-negative and false-positive rates (% of pixels) per :data:`BANDS` band of border distance."""
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    preprocessing = parser.get_parsed_content("validate#preprocessing")
+    counts = np.zeros((len(BANDS), 4))  # pixels, errors, false negatives, false positives
+    distance = None
+    for item in items:
+        data = preprocessing(dict(item))
+        with torch.inference_mode():
+            pred = network(data["image"][None].float()).argmax(1)[0].numpy().astype(bool)
+        truth = data["label"][0].numpy() > 0
+        if distance is None or distance.shape != truth.shape:
+            distance = border_distance(truth.shape, grid)
+        for b, (low, high) in enumerate(BANDS):
+            band = (distance >= low) & (distance <= high)
+            counts[b] += [band.sum(), (pred != truth)[band].sum(), (~pred & truth)[band].sum(), (pred & ~truth)[band].sum()]
+    return [
+        {"band_px": f"{low}-{high}", "error": 100 * c[1] / c[0], "false_negative": 100 * c[2] / c[0],
+         "false_positive": 100 * c[3] / c[0]}
+        for (low, high), c in zip(BANDS, counts)
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="folder holding the data set's folder (e.g. glas/)")
+    parser.add_argument("--dataset", default="glas")
+    parser.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    parser.add_argument("--seed", type=int, default=0, help="split seed (the bundle's split_seed)")
+    parser.add_argument("--ceiling", type=int, nargs="*", default=[], metavar="SIZE", help="network sizes to score")
+    parser.add_argument("--ckpt", help="a model.pt of the bundle's network (see --network-name, --img-size)")
+    parser.add_argument("--network-name", default="medt")
+    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--patch-grid", type=int, nargs=2, default=(4, 4), help="the grid whose borders are measured")
+    args = parser.parse_args()
+    config = bundle({
+        "dataset": args.dataset, "data_dir": str(Path(args.data_root) / args.dataset), "split_seed": args.seed,
+        "network_name": args.network_name, "img_size": args.img_size,
+    })  # fmt: skip
+    items = config.get_parsed_content("splits")[args.split]
+    report: dict[str, object] = {"dataset": args.dataset, "split": args.split, "images": len(items)}
+    if args.ceiling:
+        from monai.transforms import LoadImage
+
+        load = LoadImage(image_only=True)
+        labels = [torch.as_tensor(np.asarray(load(item["label"]))).squeeze() > 0 for item in items]
+        report["ceiling_dice"] = {}
+        for size in args.ceiling:
+            scores = resolution_ceiling([mask.T for mask in labels], size)  # LoadImage reads (W, H)
+            report["ceiling_dice"][size] = {"mean": 100 * scores.mean(), "min": 100 * scores.min()}
+    if args.ckpt:
+        report["error_by_border_distance"] = error_profile(config, items, args.ckpt, tuple(args.patch_grid))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
