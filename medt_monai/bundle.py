@@ -22,10 +22,13 @@ def bundle_root() -> str:
 
     # config expressions are evaluated inside the workflow's initialize() / run(): find that workflow up the stack
     frame = inspect.currentframe()
-    while frame is not None:
-        workflow = frame.f_locals.get("self")
-        if isinstance(workflow, ConfigWorkflow):
-            root = workflow.config_root_path
-            return os.path.abspath(root.parent if root.name == "configs" else root)
-        frame = frame.f_back
+    try:
+        while frame is not None:
+            workflow = frame.f_locals.get("self")
+            if isinstance(workflow, ConfigWorkflow):
+                root = workflow.config_root_path
+                return os.path.abspath(root.parent if root.name == "configs" else root)
+            frame = frame.f_back
+    finally:
+        del frame  # no reference cycle through this frame
     return os.path.abspath(".")

@@ -384,6 +384,18 @@ def test_a_copied_bundle_runs_from_any_working_directory(work, tmp_path):
     assert not any(elsewhere.iterdir()), sorted(elsewhere.iterdir())  # nothing written to the working directory
 
 
+def test_bundle_root_is_the_config_files_bundle_in_a_workflow_and_the_working_directory_outside(tmp_path, monkeypatch):
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+    monkeypatch.chdir(tmp_path)
+    workflow = ConfigWorkflow(config_file=INFERENCE, workflow_type="inference", logging_file=False)
+    workflow.initialize()
+    assert workflow.bundle_root == str(BUNDLE)  # the folder above configs/, as MONAI's run() puts it on sys.path
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    assert parser.get_parsed_content("bundle_root") == str(tmp_path)  # a bare parser: the model zoo's "."
+
+
 def test_onnx_export_matches_eager(trained, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx_path = tmp_path / "model.onnx"
