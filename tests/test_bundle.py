@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,8 +60,6 @@ def _configs(*files: str) -> str:
 
 
 def _epochs_completed(log: str) -> list[int]:
-    import re
-
     return [int(m) for m in re.findall(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete", log)]
 
 
@@ -128,6 +128,13 @@ def test_evaluate_writes_per_image_and_mean_metrics_on_the_test_split(work, trai
     assert "test_mean_dice" in log
     metrics = dict(line.split(",") for line in (out / "metrics.csv").read_text().split())
     assert set(metrics) == {"test_mean_dice", "test_mean_iou"}
+    # progress, then one summary line with the count, the time and the metrics of metrics.csv
+    assert f"[{N_TEST}/{N_TEST}]" in log, log[-3000:]
+    summary = re.search(rf"{N_TEST} images in [\d.]+ s \([\d.]+ s per image\); test_mean_dice ([\d.]+), "
+                        r"test_mean_iou ([\d.]+)\n", log)  # fmt: skip
+    assert summary, log[-3000:]
+    assert float(summary[1]) == pytest.approx(float(metrics["test_mean_dice"]), abs=1e-4)
+    assert float(summary[2]) == pytest.approx(float(metrics["test_mean_iou"]), abs=1e-4)
     for name in ("test_mean_dice", "test_mean_iou"):
         rows = (out / f"{name}_raw.csv").read_text().strip().splitlines()
         assert rows[0].startswith("filename"), rows[0]
@@ -158,7 +165,8 @@ def test_inference_writes_masks_at_the_original_size(work, trained, tmp_path):
         "run", "--config_file", INFERENCE, "--img_size", str(IMG), "--dataset_dir", str(in_dir),
         "--output_dir", str(out_dir), "--ckpt_path", str(trained["model"]),
     ]  # fmt: skip
-    _ok(_run(args))
+    log = _ok(_run(args))
+    assert f"[{len(sizes)}/{len(sizes)}]" in log and re.search(rf"{len(sizes)} images in [\d.]+ s \(", log), log[-2000:]
     for stem, size in sizes.items():
         path = out_dir / f"{stem}_seg.png"
         assert path.is_file(), f"no mask for {stem}: {sorted(out_dir.iterdir())}"
@@ -303,17 +311,17 @@ def test_verify_net_in_out():
     assert "verified with no error" in _ok(_run(args, timeout=300))
 
 
-def _eager(model_pt: Path) -> tuple[torch.nn.Module, torch.Tensor]:
+def _eager(model_pt: Path, img_size: int = IMG) -> tuple[torch.nn.Module, torch.Tensor]:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(INFERENCE)
-    parser["img_size"] = IMG
+    parser["img_size"] = img_size
     parser["device"] = "$torch.device('cpu')"
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(model_pt, map_location="cpu", weights_only=True))
     torch.manual_seed(0)
-    return net.eval(), torch.rand(2, 3, IMG, IMG)
+    return net.eval(), torch.rand(2, 3, img_size, img_size)
 
 
 def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
@@ -328,6 +336,64 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
     scripted = torch.jit.load(str(ts), map_location="cpu").eval()
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), atol=1e-4, rtol=1e-4)
+
+
+def test_model_zoo_ckpt_export_scripts_the_shipped_model(tmp_path):
+    """The call the model zoo's ``ci/verify_bundle.py`` makes in full mode (``verify_torchscript``): ``ckpt_export``
+    of ``network_def`` by ``torch.jit.script`` (no ``use_trace``, no input shape), with the shipped weights, on a copy
+    of the bundle laid out as ``models/<name>``; the TorchScript module matches the eager network."""
+    from monai.bundle import ckpt_export
+
+    bundle_path = str(tmp_path / "models" / "medt_2d_segmentation")
+    shutil.copytree(BUNDLE, bundle_path)
+    ckpt_export(
+        net_id="network_def",
+        filepath=os.path.join(bundle_path, "models/verify_model.ts"),
+        ckpt_file=os.path.join(bundle_path, "models", "model.pt"),
+        meta_file=os.path.join(bundle_path, "configs/metadata.json"),
+        config_file=os.path.join(bundle_path, "configs/inference.json"),
+        bundle_root=bundle_path,
+    )
+    extra = {"metadata.json": ""}
+    scripted = torch.jit.load(os.path.join(bundle_path, "models/verify_model.ts"), _extra_files=extra).eval()
+    assert json.loads(extra["metadata.json"])["version"] == json.loads(Path(METADATA).read_text())["version"]
+    net, _ = _eager(BUNDLE / "models" / "model.pt", img_size=128)
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_copied_bundle_runs_from_any_working_directory(work, tmp_path):
+    """``bundle_root`` is the folder of the config file that is run: a copy of ``bundle/`` run from another working
+    directory reads its own ``models/model.pt`` and writes into its own ``eval/``."""
+    copy, elsewhere, images = tmp_path / "downloaded" / "medt", tmp_path / "elsewhere", tmp_path / "images"
+    shutil.copytree(BUNDLE, copy)
+    elsewhere.mkdir()
+    images.mkdir()
+    for src in sorted((work["demo"] / "test" / "img").glob("*.png"))[:2]:
+        shutil.copy(src, images / src.name)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(copy / "configs" / "inference.json"),
+           "--dataset_dir", str(images), "--tta", "false"]  # fmt: skip
+    r = subprocess.run(cmd, cwd=elsewhere, env=_env(), capture_output=True, text=True, timeout=300)
+    r.log = r.stdout + r.stderr  # type: ignore[attr-defined]
+    log = _ok(r)
+    assert f"Restored all variables from {copy / 'models' / 'model.pt'}" in log
+    assert sorted(p.name for p in (copy / "eval" / "inference").iterdir()) == [f"{p.stem}_seg.png" for p in
+                                                                               sorted(images.iterdir())]  # fmt: skip
+    assert not any(elsewhere.iterdir()), sorted(elsewhere.iterdir())  # nothing written to the working directory
+
+
+def test_bundle_root_is_the_config_files_bundle_in_a_workflow_and_the_working_directory_outside(tmp_path, monkeypatch):
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+    monkeypatch.chdir(tmp_path)
+    workflow = ConfigWorkflow(config_file=INFERENCE, workflow_type="inference", logging_file=False)
+    workflow.initialize()
+    assert workflow.bundle_root == str(BUNDLE)  # the folder above configs/, as MONAI's run() puts it on sys.path
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    assert parser.get_parsed_content("bundle_root") == str(tmp_path)  # a bare parser: the model zoo's "."
 
 
 def test_onnx_export_matches_eager(trained, tmp_path):
@@ -351,9 +417,10 @@ def test_onnx_export_matches_eager(trained, tmp_path):
 # multi-GPU config (CPU: gloo), resumption, NaN
 # ------------------------------------------------------------------------------------------------
 def test_torchrun_two_processes_on_cpu(work, tmp_path):
+    # --tta true: validation through medt_monai.inferers, an import of train.json that multi_gpu_train.json keeps
     args = [
         "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "monai.bundle",
-        *_train_args(work, tmp_path, "--max_epochs", "1", configs=(TRAIN, MULTI_GPU)),
+        *_train_args(work, tmp_path, "--max_epochs", "1", "--tta", "true", configs=(TRAIN, MULTI_GPU)),
     ]  # fmt: skip
     log = _ok(_run(args, module="torch.distributed.run", timeout=600))
     assert "gloo" in Path(MULTI_GPU).read_text()

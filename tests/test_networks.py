@@ -166,14 +166,60 @@ def test_unsupported_input_sizes_raise_a_clear_error(network, size, message):
         network(torch.rand(1, 3, *size))
 
 
-def test_torchscript_trace_matches_eager():
-    network = MedT(img_size=64).eval()
+def _trained_like(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` in eval mode with BatchNorm running statistics and gates away from their initial values, so folding
+    them into the convolutions and the attention is exercised (fresh statistics are the identity)."""
+    generator = torch.Generator().manual_seed(0)
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.copy_(torch.rand(module.running_mean.shape, generator=generator) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) * 1.5 + 0.5)
+        if isinstance(module, AxialAttention):
+            for gate in module.gates():
+                gate.data.mul_(1.5)
+    return network.eval()
+
+
+@pytest.mark.parametrize("kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"),
+                                             ("gated", "effective")])  # fmt: skip
+def test_torchscript_script_of_every_attention_kind_matches_eager(kind, placement):
+    torch.manual_seed(0)
+    layer = _trained_like(AxialAttention(16, 12, axis=1, num_heads=2, kind=kind, gate_placement=placement))
+    scripted = torch.jit.script(layer)
+    x = torch.randn(2, 16, 5, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), layer(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(scripted(x[..., :7]), layer(x[..., :7]), rtol=1e-5, atol=1e-5)  # shorter lines
+
+
+# the two network structures (LoGo is MedT, GatedAxialUNet is AxialUNet, with other attention kinds)
+@pytest.mark.parametrize("name", ["medt", "axial_unet"])
+def test_torchscript_script_matches_eager_and_survives_save_and_load(name, tmp_path):
+    torch.manual_seed(0)
+    network = _trained_like(VARIANTS[name](img_size=128))
+    images = [torch.rand(2, 3, 128, 128), torch.rand(1, 3, 64, 128)]  # any batch, any supported size
+    torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    with torch.no_grad():
+        for image in images:
+            torch.testing.assert_close(scripted(image), network(image), rtol=1e-5, atol=1e-5)
+    # the eager network's checks, compiled (a loaded TorchScript model raises them as torch.jit.Error)
+    with pytest.raises(torch.jit.Error, match="ValueError: input size 40x128 is not supported"):
+        scripted(torch.rand(1, 3, 40, 128))
+    with pytest.raises(torch.jit.Error, match="eval mode only"):
+        scripted.train()(images[1])
+
+
+@pytest.mark.parametrize("name", ["medt", "axial_unet"])
+def test_torchscript_trace_matches_eager(name):
+    torch.manual_seed(0)
+    network = _trained_like(VARIANTS[name](img_size=64))
     image = torch.rand(2, 3, 64, 64)
     with torch.inference_mode():
         expected = network(image)
     traced = torch.jit.trace(network, image[:1], check_trace=False)  # traced at batch 1, used at batch 2
     with torch.inference_mode():
-        assert (traced(image) - expected).abs().max() <= 1e-4
+        torch.testing.assert_close(traced(image), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_onnx_export_matches_eager(tmp_path):

@@ -47,10 +47,17 @@ class AxialAttention(nn.Module):
         kind: one of :data:`ATTENTION_KINDS`. Defaults to ``"axial"``.
         gate_placement: one of :data:`GATE_PLACEMENTS`; only used when ``kind="gated"``. Defaults to ``"authors"``.
 
+    TorchScript: ``torch.jit.script`` compiles the PyTorch implementation in eval mode (a scripted layer in training
+    mode raises ``RuntimeError``); ``torch.jit.trace`` records the PyTorch implementation in either mode.
+
     Raises:
         ValueError: when ``kind``, ``gate_placement``, ``axis`` is unknown, or ``channels`` is not a positive multiple
             of ``2 * num_heads``, or ``axis_length < 1``.
     """
+
+    # TorchScript compiles only the branches these select (the gates and positional tables exist only when used)
+    __constants__ = ["axis", "num_heads", "head_channels", "channels", "axis_length", "positional", "gated",
+                     "gates_after_norm"]  # fmt: skip
 
     def __init__(
         self,
@@ -130,7 +137,7 @@ class AxialAttention(nn.Module):
         Raises:
             ValueError: when the attended axis is longer than ``axis_length`` (positional kinds only).
         """
-        if isinstance(x, MetaTensor):
+        if not torch.jit.is_scripting() and isinstance(x, MetaTensor):
             # a plain tensor: the kernel's operators take no subclasses, and slicing a batch of MetaTensors into chunks
             # of lines would split their per-image metadata
             x = x.as_tensor()
@@ -144,13 +151,30 @@ class AxialAttention(nn.Module):
             qkv = self.qkv_norm(self.to_qkv(x))  # (N, 2C, H, W)
         else:
             # Eval: BatchNorm after a bias-free 1x1 conv is a per-channel affine, folded into the conv's weight/bias.
-            scale, shift = _norm_affine(self.qkv_norm)
+            norm = self.qkv_norm
+            scale, shift = _affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
             qkv = F.conv2d(x, self.to_qkv.weight * scale[:, None, None, None], shift)
-        fused = _fused_kernel_applies(qkv)
         # Every line along the attended axis is a sequence: a view (N, others, G, 2d, L) of the map, no copy.
-        n, _, height, width = qkv.shape
+        n, height, width = qkv.shape[0], qkv.shape[2], qkv.shape[3]
         lines = qkv.view(n, self.num_heads, 2 * self.head_channels, height, width)
         lines = lines.permute(0, 4, 1, 2, 3) if self.axis == 0 else lines.permute(0, 3, 1, 2, 4)
+        if torch.jit.is_scripting():
+            # TorchScript: the PyTorch implementation with the running statistics (the kernel's operators and the
+            # closed-form training statistics are not compiled)
+            if self.qk_norm.training:
+                raise RuntimeError(
+                    "a scripted AxialAttention runs in eval mode only: call .eval() on the scripted model (train the "
+                    "eager network)."
+                )
+            scales, shift = self._running_logit_affine()
+            return self._apply_value_affine(self._attend_lines(lines, scales, shift, length))
+        return self._forward_eager(qkv, lines, length)
+
+    @torch.jit.unused
+    def _forward_eager(self, qkv: torch.Tensor, lines: torch.Tensor, length: int) -> torch.Tensor:
+        """:meth:`forward` after the projection, outside TorchScript: the fused CPU kernel where it applies (see
+        :func:`_fused_kernel_applies`), else the PyTorch implementation; closed-form statistics in training mode."""
+        fused = _fused_kernel_applies(qkv)
         statistics = None
         if self.qk_norm.training:
             if fused:
@@ -176,6 +200,8 @@ class AxialAttention(nn.Module):
                 return terms[0]
         else:
             terms = self._attend_lines(lines, scales, shift, length)
+        if not self.value_norm.training:
+            return self._apply_value_affine(terms)
         gate_v1, gate_v2 = self.gates()[2:] if self.gated else (None, None)
         out = self._normalise_values(terms[0], self.value_norm, gate_v1)
         if self.positional:
@@ -198,72 +224,113 @@ class AxialAttention(nn.Module):
             ``scales`` ``(G, 3)`` (``s_qk, s_qr, s_kr``; the last two zero without positional encoding) and ``shift``
             ``(G,)``. Nothing couples the lines after this.
         """
-        train = statistics is not None
+        if statistics is None:
+            return self._running_logit_affine()
         count = lines * length * length
-        scale, shift = _norm_affine(self.qk_norm, _product_moments(*statistics[:2], count) if train else None)
+        scale, shift = _norm_affine(self.qk_norm, _product_moments(*statistics[:2], count))
         if not self.positional:
             zeros = torch.zeros_like(scale)
             return torch.stack([scale, zeros, zeros], dim=1), shift
         gate_q, gate_k = self.gates()[:2] if self.gated else (None, None)
         after = self.gates_after_norm
-        moments_qr = moments_kr = None
-        if train:
-            half = self.head_channels // 2
-            r_q, r_k, _ = torch.split(self.relative_embeddings(length), [half, half, self.head_channels])
-            moments_qr = _position_moments(*statistics[2:4], r_q, count)
-            moments_kr = _position_moments(*statistics[4:6], r_k, count)
-        scale_qr, shift_qr = _norm_affine(self.qr_norm, moments_qr, gate_q, after)
-        scale_kr, shift_kr = _norm_affine(self.kr_norm, moments_kr, gate_k, after)
+        half = self.head_channels // 2
+        r_q, r_k, _ = torch.split(self.relative_embeddings(length), [half, half, self.head_channels])
+        scale_qr, shift_qr = _norm_affine(self.qr_norm, _position_moments(*statistics[2:4], r_q, count), gate_q, after)
+        scale_kr, shift_kr = _norm_affine(self.kr_norm, _position_moments(*statistics[4:6], r_k, count), gate_k, after)
+        return torch.stack([scale, scale_qr, scale_kr], dim=1), shift + shift_qr + shift_kr
+
+    def _running_logit_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval mode: :meth:`_logit_affine` from the running statistics of the logit terms' BatchNorms."""
+        norm = self.qk_norm
+        scale, shift = _affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
+        if not self.positional:
+            zeros = torch.zeros_like(scale)
+            return torch.stack([scale, zeros, zeros], dim=1), shift
+        gate_q: torch.Tensor | None = None
+        gate_k: torch.Tensor | None = None
+        if self.gated:
+            gate_q, gate_k = self.gate_q, self.gate_k
+        # one module per assignment: TorchScript loses a module's constants (eps) in a tuple of modules
+        qr = self.qr_norm
+        kr = self.kr_norm
+        after = self.gates_after_norm
+        scale_qr, shift_qr = _affine(qr.weight, qr.bias, qr.running_mean, qr.running_var, qr.eps, gate_q, after)
+        scale_kr, shift_kr = _affine(kr.weight, kr.bias, kr.running_mean, kr.running_var, kr.eps, gate_k, after)
         return torch.stack([scale, scale_qr, scale_kr], dim=1), shift + shift_qr + shift_kr
 
     def _value_affine(self) -> torch.Tensor:
         """``(3, C)`` rows ``a, b, c`` with ``a values + b values_position + c`` equal to the eval-mode output
         BatchNorms (and gates G_V1, G_V2) of Eq. 2 / 3 (``b = 0`` without positional encoding)."""
-        gate_v1, gate_v2 = self.gates()[2:] if self.gated else (None, None)
-        scale, shift = _norm_affine(self.value_norm, None, gate_v1, self.gates_after_norm)
+        gate_v1: torch.Tensor | None = None
+        gate_v2: torch.Tensor | None = None
+        if self.gated:
+            gate_v1, gate_v2 = self.gate_v1, self.gate_v2
+        norm = self.value_norm
+        after = self.gates_after_norm
+        scale, shift = _affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps, gate_v1, after)
         if not self.positional:
             return torch.stack([scale, torch.zeros_like(scale), shift])
-        scale_position, shift_position = _norm_affine(self.value_position_norm, None, gate_v2, self.gates_after_norm)
+        position = self.value_position_norm
+        scale_position, shift_position = _affine(
+            position.weight, position.bias, position.running_mean, position.running_var, position.eps, gate_v2, after
+        )
         return torch.stack([scale, scale_position, shift + shift_position])
+
+    def _apply_value_affine(self, terms: list[torch.Tensor]) -> torch.Tensor:
+        """Eval mode: the output BatchNorms (and gates G_V1, G_V2) of Eq. 2 / 3 applied to the attention's
+        ``(N, C, H, W)`` terms ``[sum_j a_ij v_j, sum_j a_ij r^v_ij]`` (the second only when positional)."""
+        affine = self._value_affine()[:, :, None, None]
+        out = torch.addcmul(affine[2], terms[0], affine[0])
+        if self.positional:
+            out = torch.addcmul(out, terms[1], affine[1])
+        return out
 
     def _attend_lines(
         self, lines: torch.Tensor, scales: torch.Tensor, shift: torch.Tensor, length: int
-    ) -> tuple[torch.Tensor, ...]:
-        """The attention in PyTorch operators (GPUs, bf16, tracing, or no compiled kernel): ``lines``
+    ) -> list[torch.Tensor]:
+        """The attention in PyTorch operators (GPUs, bf16, tracing, TorchScript, or no compiled kernel): ``lines``
         ``(N, others, G, 2d, L)`` -> ``sum_j a_ij v_j`` (and ``sum_j a_ij r^v_ij``), each ``(N, C, H, W)``."""
-        batch, others = lines.shape[:2]
+        batch, others = lines.shape[0], lines.shape[1]
         lines = lines.reshape(-1, self.num_heads, 2 * self.head_channels, length)  # (B, G, 2d, L)
         half, d = self.head_channels // 2, self.head_channels
         q, k, v = torch.split(lines, [half, half, d], dim=2)  # (B, G, d/2 | d/2 | d, L)
-        heads = (self.num_heads, 1, 1)
-        inputs = (q * scales[:, 0].view(heads), k, v, shift.view(heads))
+        heads = [self.num_heads, 1, 1]
         if self.positional:
             r_q, r_k, r_v = torch.split(self.relative_embeddings(length), [half, half, d])  # (d/2 | d/2 | d, L, L)
             # all three indexed [c, i, j] (r^k_ji transposed once), so every relative term is a contiguous broadcast
-            encodings = (r_q, r_k.transpose(1, 2).contiguous(), r_v)
-            inputs += (q * scales[:, 1].view(heads), k * scales[:, 2].view(heads), *encodings)
-        total = lines.shape[0]
+            inputs = (
+                q * scales[:, 0].view(heads), k, v, shift.view(heads), q * scales[:, 1].view(heads),
+                k * scales[:, 2].view(heads), r_q, r_k.transpose(1, 2).contiguous(), r_v,
+            )  # fmt: skip
+        else:
+            inputs = (q * scales[:, 0].view(heads), k, v, shift.view(heads))
+        if torch.jit.is_scripting():
+            terms = _attend(*inputs)  # all lines at once: no loop over chunks of a size known only at run time
+        else:
+            terms = self._attend_chunked(inputs, length)
+        # (B, G, L, d) -> (N, others, G, L, d) -> (N, G, d, H, W) -> (N, C, H, W)
+        order = [0, 2, 4, 3, 1] if self.axis == 0 else [0, 2, 4, 1, 3]
+        size = [length, others] if self.axis == 0 else [others, length]
+        return [
+            t.view(batch, others, self.num_heads, length, d).permute(order).reshape([batch, self.channels] + size)
+            for t in terms
+        ]
+
+    @torch.jit.unused
+    def _attend_chunked(self, inputs: tuple[torch.Tensor, ...], length: int) -> tuple[torch.Tensor, ...]:
+        """:func:`_attend` of ``inputs`` in chunks of :attr:`max_lines` lines (cache-sized on CPU by default), with the
+        recomputing backward of :class:`_ChunkedAttention` when gradients are needed."""
+        total = inputs[0].shape[0]
         cache_sized = max(1, CHUNK_LOGITS // (self.num_heads * length * length))
-        chunk = self.max_lines or (cache_sized if lines.is_cpu else total)
+        chunk = self.max_lines or (cache_sized if inputs[0].is_cpu else total)
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             chunk = total  # a loop over shape-dependent chunks would be frozen into the trace / graph
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            terms = _ChunkedAttention.apply(chunk, *inputs)
-        else:
-            terms = _attend_chunks(chunk, *inputs)
-        # (B, G, L, d) -> (N, others, G, L, d) -> (N, G, d, H, W) -> (N, C, H, W)
-        order = (0, 2, 4, 3, 1) if self.axis == 0 else (0, 2, 4, 1, 3)
-        size = (length, others) if self.axis == 0 else (others, length)
-        return tuple(
-            t.view(batch, others, self.num_heads, length, d).permute(order).reshape(batch, self.channels, *size)
-            for t in terms
-        )
+            return _ChunkedAttention.apply(chunk, *inputs)
+        return _attend_chunks(chunk, *inputs)
 
     def _normalise_values(self, term: torch.Tensor, norm: nn.Module, gate: torch.Tensor | None) -> torch.Tensor:
-        """One output term of Eq. 2 / 3, ``(N, C, H, W)``, batch-normalised per channel and gated."""
-        if not norm.training:
-            scale, shift = _norm_affine(norm, None, gate, self.gates_after_norm)
-            return torch.addcmul(shift[:, None, None], term, scale[:, None, None])
+        """Training mode: one output term of Eq. 2 / 3, ``(N, C, H, W)``, batch-normalised per channel and gated."""
         weight, bias = norm.weight, norm.bias
         if gate is not None and self.gates_after_norm:
             weight, bias = gate * weight, gate * bias  # gate * BN(term)
@@ -299,6 +366,7 @@ def _attention(
     logits' BatchNorms are already folded (arguments as in :func:`_attend`)."""
     logits = torch.matmul(q.transpose(-1, -2), k).add_(shift)  # (B, G, L, L): scaled q_i . k_j + shifts
     if q_r is not None:
+        assert k_r is not None and r_q is not None and r_k is not None  # TorchScript: all four or none
         # q_i . r^q_ij and k_j . r^k_ji, one broadcast multiply-add per channel (d/2 is 1-8: a matrix product with so
         # short an inner dimension is several times slower than these contiguous passes)
         for c in range(q_r.shape[2]):
@@ -333,7 +401,7 @@ def _attend(
     r_q: torch.Tensor | None = None,
     r_k: torch.Tensor | None = None,
     r_v: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, ...]:
+) -> list[torch.Tensor]:
     """Attention of ``B`` independent lines whose logit BatchNorms are already folded into the scaled ``q, k``.
 
     Args:
@@ -344,15 +412,15 @@ def _attend(
             tensors. All ``None`` for attention without positional encoding.
 
     Returns:
-        ``(sum_j a_ij v_j,)`` and, when positional, ``sum_j a_ij r^v_ij``, each ``(B, G, L, d)`` (Eq. 2 / 3 before
+        ``[sum_j a_ij v_j]`` and, when positional, ``sum_j a_ij r^v_ij``, each ``(B, G, L, d)`` (Eq. 2 / 3 before
         the output BatchNorms).
     """
     attention = _attention(q, k, shift, q_r, k_r, r_q, r_k)
     values = torch.matmul(attention, v.transpose(-1, -2))  # (B, G, L, d)
-    if q_r is None:
-        return (values,)
-    values_position = torch.stack([torch.linalg.vecdot(attention, r, dim=-1) for r in r_v], dim=-1)
-    return values, values_position
+    if r_v is None:
+        return [values]
+    values_position = torch.stack([torch.linalg.vecdot(attention, r, dim=-1) for r in r_v.unbind(0)], dim=-1)
+    return [values, values_position]
 
 
 def _chunks(lines: int, chunk: int) -> list[slice]:
@@ -482,34 +550,44 @@ def _position_moments(x_sum: torch.Tensor, x_gram: torch.Tensor, r: torch.Tensor
 
 def _norm_affine(
     norm: nn.modules.batchnorm._BatchNorm,
-    moments: Moments | None = None,
+    moments: Moments,
     gate: torch.Tensor | None = None,
     gate_after_norm: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel ``scale, shift`` such that ``scale * term + shift`` equals ``norm(gate * term)`` (the authors'
-    placement, ``gate_after_norm=False``) or ``gate * norm(term)`` (``True``); without a gate, ``norm(term)``.
+    """Training mode: :func:`_affine` of ``norm`` with a term's batch ``moments`` ``(mean, biased var, count)``,
+    updating ``norm``'s running statistics exactly as :class:`torch.nn.BatchNorm2d` would (gated statistics
+    ``g mean, g^2 var`` for the authors' placement)."""
+    mean, var, count = moments
+    mean, var = mean.to(norm.weight.dtype), var.to(norm.weight.dtype)
+    if gate is not None and not gate_after_norm:
+        mean, var = gate * mean, gate * gate * var
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        norm.running_mean.lerp_(mean, momentum)
+        norm.running_var.lerp_(var * (count / max(count - 1, 1)), momentum)
+    return _affine(norm.weight, norm.bias, mean, var, norm.eps, gate, gate_after_norm)
 
-    In training mode ``moments`` are the term's batch ``(mean, biased var, count)`` and ``norm``'s running statistics are
-    updated exactly as :class:`torch.nn.BatchNorm2d` would (gated statistics ``g mean, g^2 var`` for the authors'
-    placement); in eval mode (``moments=None``) the running statistics are used. Returns 1-D ``(channels,)`` tensors.
-    """
-    if norm.training:
-        mean, var, count = moments
-        mean, var = mean.to(norm.weight.dtype), var.to(norm.weight.dtype)
-        if gate is not None and not gate_after_norm:
-            mean, var = gate * mean, gate * gate * var
-        with torch.no_grad():
-            norm.num_batches_tracked.add_(1)
-            momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
-            norm.running_mean.lerp_(mean, momentum)
-            norm.running_var.lerp_(var * (count / max(count - 1, 1)), momentum)
-    else:
-        # running statistics are already those of the gated term for the authors' placement
-        mean, var = norm.running_mean, norm.running_var
-    scale = norm.weight * torch.rsqrt(var + norm.eps)
-    shift = norm.bias - mean * scale
+
+def _affine(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    eps: float,
+    gate: torch.Tensor | None = None,
+    gate_after_norm: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``scale, shift`` such that ``scale * term + shift`` equals a BatchNorm (``weight``, ``bias``,
+    ``eps``) with statistics ``mean``, ``var`` of ``gate * term`` (the authors' placement, ``gate_after_norm=False``)
+    or ``gate`` times that BatchNorm of ``term`` (``True``); without a gate, the BatchNorm of ``term``. In eval mode
+    ``mean, var`` are the running statistics (for the authors' placement already those of the gated term).
+    Returns 1-D ``(channels,)`` tensors."""
+    scale = weight * torch.rsqrt(var + eps)
+    shift = bias - mean * scale
     if gate is not None:
         # authors: scale applies to gate * term; effective: gate multiplies the normalised term (scale and shift).
         scale = gate * scale
-        shift = gate * shift if gate_after_norm else shift
+        if gate_after_norm:
+            shift = gate * shift
     return scale, shift

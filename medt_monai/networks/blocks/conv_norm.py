@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medt_monai.networks.blocks.axial_attention import _norm_affine
+from medt_monai.networks.blocks.axial_attention import _affine
 
 __all__ = ["ConvNorm"]
 
@@ -15,7 +15,7 @@ class ConvNorm(nn.Sequential):
     """``Conv2d -> BatchNorm2d [-> ReLU]``, as an ``nn.Sequential`` (state-dict keys ``0.weight``, ``1.running_mean``...).
 
     In training mode it is exactly that sequence. In eval mode BatchNorm is the per-channel affine ``y = s x + t`` with
-    its running statistics, so it is folded into the convolution: one ``conv2d`` with weight ``s W`` and bias
+    its running statistics, so it is folded into the convolution: one convolution with weight ``s W`` and bias
     ``s b + t`` and no separate pass over the activations (outputs equal to float round-off).
 
     Args:
@@ -24,16 +24,22 @@ class ConvNorm(nn.Sequential):
         relu: append an in-place ReLU. Defaults to False.
     """
 
+    __constants__ = ["relu"]
+
     def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d, relu: bool = False) -> None:
         super().__init__(conv, norm, *([nn.ReLU(inplace=True)] if relu else []))
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C_in, H, W)`` -> ``(N, C_out, H', W')``."""
-        conv, norm = self[0], self[1]
+        conv = self[0]
+        norm = self[1]
         if norm.training:
-            return super().forward(x)
-        scale, shift = _norm_affine(norm)
-        bias = shift if conv.bias is None else torch.addcmul(shift, conv.bias, scale)
-        out = F.conv2d(x, conv.weight * scale[:, None, None, None], bias, conv.stride, conv.padding, conv.dilation,
-                       conv.groups)
-        return F.relu(out, inplace=True) if len(self) > 2 else out
+            out = norm(conv(x))
+        else:
+            scale, shift = _affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
+            bias = conv.bias
+            bias = shift if bias is None else torch.addcmul(shift, bias, scale)
+            # the convolution's own forward (its stride, padding, padding mode...) with the folded weight and bias
+            out = conv._conv_forward(x, conv.weight * scale[:, None, None, None], bias)
+        return F.relu(out, inplace=True) if self.relu else out

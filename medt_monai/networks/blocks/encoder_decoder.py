@@ -55,7 +55,7 @@ class DecoderStep(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
 
-    def forward(self, x: torch.Tensor, size: Sequence[int], skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: list[int], skip: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``(N, in_channels, h, w)``; returns ``(N, out_channels, *size)`` (+ ``skip`` of that shape)."""
         x = F.relu(F.interpolate(self.conv(x), size=size, mode="bilinear", align_corners=False))
         return x if skip is None else x + skip
@@ -123,13 +123,14 @@ class AxialEncoderDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_channels, H, W)`` -> ``(N, channels[0] // 2, H, W)``."""
         size = x.shape[-2:]
-        skips = []
+        skips: list[torch.Tensor] = []
         out = self.stem(x)
         for stage in self.stages:
             out = stage(out)
             skips.append(out)
         if self.bottleneck is not None:
             out = self.bottleneck(out, out.shape[-2:], out)
-        for step, skip in zip(self.decoder, reversed(skips[:-1])):
+        for index, step in enumerate(self.decoder):  # the skips from the second deepest up
+            skip = skips[-2 - index]
             out = step(out, skip.shape[-2:], skip)
         return self.final(out, size)

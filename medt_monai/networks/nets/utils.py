@@ -41,14 +41,14 @@ def check_network_args(
     return size
 
 
-def check_input_size(x: torch.Tensor, img_size: Sequence[int], divisor: Sequence[int]) -> None:
+def check_input_size(x: torch.Tensor, img_size: tuple[int, int], divisor: tuple[int, int]) -> None:
     """Raise a clear ``ValueError`` unless ``x`` is ``(N, C, H, W)`` with ``H, W`` multiples of ``divisor`` and at most
-    ``img_size``."""
+    ``img_size`` (``(height, width)`` pairs)."""
     if x.dim() != 4:
-        raise ValueError(f"expected a 4D input (N, C, H, W), got shape {tuple(x.shape)}.")
-    height, width = x.shape[-2:]
-    if height % divisor[0] or width % divisor[1] or height > img_size[0] or width > img_size[1]:
+        raise ValueError(f"expected a 4D input (N, C, H, W), got shape {list(x.shape)}.")
+    height, width = x.shape[-2], x.shape[-1]
+    if height % divisor[0] != 0 or width % divisor[1] != 0 or height > img_size[0] or width > img_size[1]:
         raise ValueError(
             f"input size {height}x{width} is not supported: height must be a multiple of {divisor[0]} and at most "
-            f"{img_size[0]}, width a multiple of {divisor[1]} and at most {img_size[1]} (img_size={tuple(img_size)})."
+            f"{img_size[0]}, width a multiple of {divisor[1]} and at most {img_size[1]} (img_size={img_size})."
         )
