@@ -262,7 +262,7 @@ def test_inference_config_network_matches_training_config():
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
     for key in ("networks", "network_def", "network_name", "img_size", "image_scale", "in_channels", "num_classes",
-                "intensity_max", "window_inferer"):
+                "intensity", "intensity_max", "intensity_scalings", "window_inferer"):
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
     # flip TTA: on for inference and evaluation (the shipped scores are with it), off for validation in training
     evaluate = json.loads(Path(EVALUATE).read_text())

@@ -16,9 +16,10 @@ from medt_monai.data.datalists import (
 )
 from medt_monai.data.demo import default_data_dir, make_demo_dataset
 from medt_monai.data.monuseg import rasterize_xml, read_xml_polygons
-from medt_monai.data.pipeline import get_dataset, get_transforms, pil_to_rgb_or_gray
+from medt_monai.data.pipeline import BUNDLE_DIR, get_dataset, get_transforms, pil_to_rgb_or_gray
 
 __all__ = [
+    "BUNDLE_DIR",
     "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
     "check_pairs",
