@@ -739,6 +739,7 @@ def test_inference_without_images_is_an_error_before_any_work(tmp_path):
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    (tmp_path / "empty" / "._a.png").write_bytes(b"a hidden file (macOS metadata), not an image")
     for folder, kind, message in (
         (tmp_path / "missing", FileNotFoundError, "folder of images not found"),
         (tmp_path / "empty", ValueError, "no image files"),

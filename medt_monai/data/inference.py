@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def image_datalist(folder: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[dict]:
-    """``{"image": path}`` items for the image files directly in ``folder``, sorted by path.
+    """``{"image": path}`` items for the image files directly in ``folder`` (hidden files left out), sorted by path.
 
     Args:
         folder: the folder of images to segment.
@@ -32,7 +32,11 @@ def image_datalist(folder: str | Path, extensions: Sequence[str] = IMAGE_EXTENSI
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder of images not found (dataset_dir).")
     endings = tuple(e.lower() for e in extensions)
-    items = [{"image": str(p)} for p in sorted(folder.iterdir()) if p.is_file() and p.name.lower().endswith(endings)]
+    items = [
+        {"image": str(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(endings)
+    ]
     if not items:
         raise ValueError(f"{folder}: no image files ({', '.join(endings)}) in this folder (dataset_dir).")
     return items

@@ -176,7 +176,7 @@ class CheckpointGuard:
                 self._held[folder], records[folder] = self._lock(folder)
             for path in self.keep:
                 record = records[path.parent]
-                if record is not None and str(path) in record.get("kept", []):
+                if record is not None and path.name in record.get("kept", []):
                     logger.warning(
                         f"{path.parent / LOCK_NAME}: the run there before this one was interrupted "
                         f"({_describe(record, path.parent / LOCK_NAME)}); {path} is that run's, "
@@ -190,7 +190,7 @@ class CheckpointGuard:
                 "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                 "command": " ".join(sys.argv),
-                "kept": [str(p) for p in self.keep],
+                "kept": [p.name for p in self.keep],  # names: the record lies in their folder, which may move
             }
             for handle in self._held.values():
                 handle.seek(0)
