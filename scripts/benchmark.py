@@ -264,7 +264,8 @@ def profile(name: str, size: int, batch: int, args: argparse.Namespace, steps: i
 
 def data_share(dataset: str, data_dir: str | None, size: int, batch: int, num_workers: int) -> dict:
     """One MedT training epoch over ``dataset``'s training split, fed as the bundle feeds it (``CacheDataset`` with
-    :func:`medt_monai.data.get_transforms` ``"train"``, ``DataLoader`` with ``num_workers``): the seconds spent
+    train.json's training chain, built by :func:`medt_monai.data.get_transforms` ``"train"``, ``DataLoader`` with
+    ``num_workers``): the seconds spent
     waiting for the next batch and their share of the epoch (caching happens before the epoch and is reported apart)."""
     from monai.data import DataLoader
 

@@ -79,7 +79,8 @@ def work(tmp_path_factory) -> dict:
             {
                 "splits": "$(lambda s: {'train': s['train'][:%d], 'validation': s['validation'][:%d], "
                 "'test': s['test'][:%d]})(medt_monai.data.dataset_splits(@dataset, root=@data_dir, "
-                "val_fraction=@val_fraction, test_fraction=@test_fraction, seed=@split_seed))" % (N_TRAIN, N_VAL, N_TEST)
+                "val_fraction=@val_fraction, test_fraction=@test_fraction, seed=@split_seed, verify=@verify_data))"
+                % (N_TRAIN, N_VAL, N_TEST)
             }
         )
     )
@@ -270,7 +271,7 @@ def test_inference_config_network_matches_training_config():
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
     for key in ("network_def", "network_name", "img_size", "image_scale", "in_channels", "num_classes",
-                "intensity_max", "window_inferer"):
+                "intensity", "intensity_max", "intensity_scalings", "window_inferer"):
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
     # flip TTA: on for inference and evaluation (the shipped scores are with it), off for validation in training
     evaluate = json.loads(Path(EVALUATE).read_text())
@@ -438,9 +439,14 @@ def _latest_epoch(path: Path) -> int:
 
 
 def test_killed_training_resumes_from_last_complete_checkpoint(work, tmp_path):
+    """Kill after the first saved epoch, run the same command again: training resumes, and the ``model.pt`` that was in
+    the folder before the first run (the shipped weights, say) is the one kept as ``model_previous.pt``."""
     max_epochs = 3
     args = _train_args(work, tmp_path, "--max_epochs", str(max_epochs))
     latest = tmp_path / "eval" / "checkpoint_latest.pt"
+    shipped = {"weight": torch.full((3,), 7.0)}
+    (tmp_path / "models").mkdir()
+    torch.save(shipped, tmp_path / "models" / "model.pt")
     cmd = [sys.executable, "-m", "monai.bundle", *args]
     log1 = tmp_path / "first.log"
     with open(log1, "wb") as fh:
@@ -464,6 +470,9 @@ def test_killed_training_resumes_from_last_complete_checkpoint(work, tmp_path):
     assert f"resumed from {latest} after epoch {saved}" in log, log[-3000:]
     assert _epochs_completed(log) == list(range(saved + 1, max_epochs + 1)), log[-3000:]
     assert _latest_epoch(latest) == max_epochs
+    previous = torch.load(tmp_path / "models" / "model_previous.pt", weights_only=True)
+    assert previous.keys() == shipped.keys() and torch.equal(previous["weight"], shipped["weight"])
+    assert not list(tmp_path.glob("*/.training.lock")), "a finished run leaves no lock file"
 
     # a finished run is not resumed: the same command trains anew
     log = _ok(_run([*args[:-1], "1"]))
@@ -584,7 +593,7 @@ def test_best_model_file_from_before_the_run_is_kept(tmp_path):
     """Training into a folder that holds shipped weights keeps them as model_previous.pt; later bests overwrite."""
     from ignite.engine import Engine, Events
 
-    from medt_monai.handlers import AtomicCheckpointSaver
+    from medt_monai.handlers import AtomicCheckpointSaver, CheckpointGuard
 
     shipped = {"weight": torch.full((2,), 7.0)}
     torch.save(shipped, tmp_path / "model.pt")
@@ -594,7 +603,10 @@ def test_best_model_file_from_before_the_run_is_kept(tmp_path):
                                   key_metric_filename="model.pt", key_metric_save_state=False)
     engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(score=float(e.state.epoch)))
     saver.attach(engine)
+    guard = CheckpointGuard([tmp_path], keep=[tmp_path / "model.pt"])
+    guard.acquire()
     engine.run([0], max_epochs=2)
+    guard.release()
     assert torch.equal(torch.load(tmp_path / "model_previous.pt", weights_only=True)["weight"], shipped["weight"])
     assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model_previous.pt"]
@@ -683,3 +695,337 @@ def test_mixed_precision_dtype_and_channels_last_switches(config):
     with pytest.raises(RuntimeError) as error:  # MONAI's config error, caused by look_up_option's
         parser.get_parsed_content("amp_kwargs")
     assert "Unsupported option 'bf16'" in str(error.value.__cause__) and "bfloat16" in str(error.value.__cause__)
+
+
+# ------------------------------------------------------------------------------------------------
+# faults: bad inputs, interrupted and concurrent runs, full disks, bad settings
+# ------------------------------------------------------------------------------------------------
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.fixture(scope="module")
+def special_inference(work, trained, tmp_path_factory) -> dict:
+    """One inference run over a folder of awkward inputs: a gray image and its 16-bit copy, a palette image and its RGB
+    conversion, two images sharing the name ``same`` (PNG and JPEG), and a truncated PNG."""
+    from PIL import Image
+
+    tmp = tmp_path_factory.mktemp("special")
+    in_dir, out_dir = tmp / "in", tmp / "out"
+    in_dir.mkdir()
+    src = sorted((work["demo"] / "test" / "img").glob("*.png"))
+    with Image.open(src[0]) as im:
+        rgb = im.convert("RGB")
+    gray = np.array(rgb.convert("L"))
+    Image.fromarray(gray).save(in_dir / "gray.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(in_dir / "gray16.png")  # x * 257 / 65535 == x / 255
+    pal = rgb.convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.save(in_dir / "pal.png")
+    pal.convert("RGB").save(in_dir / "pal_rgb.png")
+    rgb.save(in_dir / "same.png")
+    rgb.save(in_dir / "same.jpg", quality=90)
+    with Image.open(src[1]) as im:
+        im.convert("RGB").save(in_dir / "bad.png")
+    _truncate(in_dir / "bad.png")
+    # the briefly trained model labels every pixel alike: shift its output bias so that half of the gray image comes
+    # out foreground, in the network's own pattern, and a wrongly scaled input shows in the mask
+    parser = _parser(INFERENCE, img_size=IMG, device="$torch.device('cpu')")
+    net = parser.get_parsed_content("network_def").eval()
+    state = torch.load(trained["model"], map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    x = parser.get_parsed_content("preprocessing")({"image": str(in_dir / "gray.png")})["image"]
+    with torch.no_grad():
+        logits = net(x.as_tensor()[None])[0]
+    head_bias = [k for k, v in state.items() if k.endswith(".bias") and tuple(v.shape) == (logits.shape[0],)][-1]
+    state[head_bias][1] -= float((logits[1] - logits[0]).median())
+    model = tmp / "model.pt"
+    torch.save(state, model)
+    args = [
+        "run", "--config_file", INFERENCE, "--img_size", str(IMG), "--dataset_dir", str(in_dir),
+        "--output_dir", str(out_dir), "--ckpt_path", str(model),
+    ]  # fmt: skip
+    r = _run(args)
+    return {"result": r, "log": r.log, "out": out_dir, "in": in_dir}
+
+
+def _mask(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as m:
+        return np.array(m)
+
+
+def test_inference_segments_16bit_and_palette_images_as_their_8bit_rgb_copies(special_inference):
+    out = special_inference["out"]
+    for image, copy in (("gray16", "gray"), ("pal", "pal_rgb")):
+        mask = _mask(out / f"{copy}_seg.png")
+        assert 0.1 < (mask > 0).mean() < 0.9, f"{copy}: a mask this uniform cannot show a difference"
+        assert np.array_equal(_mask(out / f"{image}_seg.png"), mask), image
+
+
+def test_inference_gives_inputs_sharing_a_name_distinct_masks(special_inference):
+    out = special_inference["out"]
+    names = sorted(p.name for p in out.iterdir())
+    assert "same_png_seg.png" in names and "same_jpg_seg.png" in names, names
+    assert "same_seg.png" not in names and "gray_seg.png" in names, names  # unique names keep MONAI's naming
+
+
+def test_inference_skips_an_unreadable_image_processes_the_rest_and_fails_at_the_end(special_inference):
+    r, out = special_inference["result"], special_inference["out"]
+    assert r.returncode != 0, r.log[-3000:]
+    bad = special_inference["in"] / "bad.png"
+    assert "1 image(s) could not be read and were skipped" in r.log and f"{bad}: cannot read as an image" in r.log
+    expected = {f"{n}_seg.png" for n in ("gray", "gray16", "pal", "pal_rgb", "same_png", "same_jpg")}
+    assert {p.name for p in out.iterdir()} == expected
+
+
+def _parser(config_files: str | tuple[str, ...], **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(list(config_files) if isinstance(config_files, tuple) else config_files)
+    parser.update(overrides)
+    return parser
+
+
+def _config_error(parser, id: str) -> BaseException:
+    """The error a config item raises, unwrapped from MONAI's 'Failed to instantiate/evaluate' RuntimeErrors."""
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content(id)
+    error = info.value
+    while isinstance(error, RuntimeError) and str(error).startswith("Failed to") and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def test_inference_without_images_is_an_error_before_any_work(tmp_path):
+    import monai.bundle
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    (tmp_path / "empty" / "._a.png").write_bytes(b"a hidden file (macOS metadata), not an image")
+    for folder, kind, message in (
+        (tmp_path / "missing", FileNotFoundError, "folder of images not found"),
+        (tmp_path / "empty", ValueError, "no image files"),
+    ):
+        error = _config_error(_parser(INFERENCE, dataset_dir=str(folder)), "datalist")
+        assert isinstance(error, kind) and str(folder) in str(error) and message in str(error), error
+        with pytest.raises(Exception) as info:  # the whole workflow, as `python -m monai.bundle run` runs it
+            monai.bundle.run(config_file=INFERENCE, logging_file=False, dataset_dir=str(folder),
+                             output_dir=str(tmp_path / "out"), img_size=IMG, device="$torch.device('cpu')")  # fmt: skip
+        assert message in "".join(str(e) for e in (info.value, info.value.__cause__))
+        assert not (tmp_path / "out").exists()
+
+
+def test_unique_output_names():
+    from medt_monai.data import UniqueOutputNames
+
+    paths = ["/x/a.png", "/x/a.jpg", "/x/b.nii.gz", "/x/b.png", "/y/a.png", "/x/c.png", "/x/a_png.tif"]
+    names = UniqueOutputNames([{"image": p} for p in paths])
+    subjects = [names({"filename_or_obj": p}, None)["subject"] for p in paths]
+    from monai.data import create_file_basename
+
+    saved = [os.path.basename(create_file_basename("seg", s, "/out", separate_folder=False, makedirs=False)) for s in subjects]
+    # unique names keep MONAI's (c, a_png of a_png.tif); shared ones get the extension, then a number if still needed
+    assert saved == ["a_png_2_seg", "a_jpg_seg", "b_nii_gz_seg", "b_png_seg", "a_png_3_seg", "c_seg", "a_png_seg"]
+
+
+def test_truncated_training_image_is_named_before_caching(tmp_path):
+    """``--verify_data full`` (the default) decodes every image when the splits are made, before the datasets cache."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 1), ("test", 1)):
+        for i in range(n):
+            for sub, arr in (("img", rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)),
+                             ("labelcol", np.zeros((40, 40), np.uint8))):  # fmt: skip
+                (tmp_path / split / sub).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(tmp_path / split / sub / f"{split}{i}.png")
+    bad = _truncate(tmp_path / "train" / "img" / "train2.png")
+    parser = _parser(TRAIN, dataset="medt", data_dir=str(tmp_path), img_size=IMG)
+    error = _config_error(parser, "train#dataset")
+    assert isinstance(error, ValueError) and f"{bad}: cannot read as an image" in str(error), error
+    assert "truncated" in str(error)
+    parser = _parser(TRAIN, dataset="medt", data_dir=str(tmp_path), img_size=IMG, verify_data="header")
+    assert len(parser.get_parsed_content("splits")["train"]) == 4  # the fast check cannot see it
+
+
+def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
+    from ignite.engine import Engine
+
+    from medt_monai.handlers import ResumeCheckpointLoader
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    error = _config_error(_parser(INFERENCE, ckpt_path=str(tmp_path / "empty.pt")), "workflow_checks")
+    assert isinstance(error, ValueError) and "--ckpt_path" in str(error) and "empty" in str(error)
+
+    torch.save({"model": torch.nn.Linear(4, 4).state_dict()}, tmp_path / "model.pt")
+    truncated = _truncate(tmp_path / "model.pt")
+    loader = _parser(INFERENCE, ckpt_path=str(truncated), device="$torch.device('cpu')").get_parsed_content("handlers#0")
+    with pytest.raises(RuntimeError, match=rf"(?s)cannot load {re.escape(str(truncated))}.*--ckpt_path must be"):
+        loader(Engine(lambda e, b: None))
+
+    # checkpoint_latest.pt of another network, found on resume
+    latest = tmp_path / "checkpoint_latest.pt"
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "trainer": {"iteration": 1, "epoch_length": 1}}, latest)
+    for problem in (f"{latest} does not fit this run", f"cannot read {latest}"):
+        if problem.startswith("cannot"):
+            _truncate(latest)
+        trainer = Engine(lambda e, b: None)
+        ResumeCheckpointLoader(str(latest), {"model": torch.nn.Linear(3, 3)}, engine_key="trainer").attach(trainer)
+        with pytest.raises(RuntimeError, match=rf"(?s){re.escape(problem)}.*--resume False.*--output_dir"):
+            trainer.run([0], max_epochs=3)
+
+
+@pytest.mark.parametrize(
+    "overrides, kind, message",
+    [
+        ({"network_name": "foo"}, ValueError, "--network_name 'foo' is not a network of this config; the names are: medt, logo"),
+        ({"img_size": 100}, ValueError, "--img_size 100 does not fit --network_name medt: .* multiples of 64; e.g. --img_size 64 or 128"),
+        ({"network_name": "unet", "img_size": 72}, ValueError, "multiples of 16"),
+        ({"ckpt_dir": "{file}/models"}, PermissionError, "--ckpt_dir .*/a_file/models: cannot create this folder"),
+    ],
+    ids=["network_name", "img_size", "unet_img_size", "ckpt_dir"],
+)  # fmt: skip
+def test_bad_settings_fail_when_the_workflow_starts_before_data_are_read(tmp_path, overrides, kind, message):
+    (tmp_path / "a_file").write_text("")
+    overrides = {k: v.format(file=tmp_path / "a_file") if isinstance(v, str) else v for k, v in overrides.items()}
+    # data that cannot be found: the checks come first, so their error is the one raised
+    data = {"dataset": "folder", "data_dir": str(tmp_path / "no_data")}
+    for configs, run_ids in (((TRAIN,), ("run", "training")), ((TRAIN, EVALUATE), ("run", "evaluating")), ((INFERENCE,), ("run",))):
+        parser = _parser(configs, **data, **overrides)
+        if "ckpt_dir" in overrides and configs[-1] != TRAIN:
+            continue  # evaluation and inference do not write ckpt_dir
+        for run_id in run_ids:
+            assert parser[run_id][0] == "@workflow_checks", (configs, run_id)
+        error = _config_error(parser, f"{run_ids[0]}#0")
+        assert isinstance(error, kind) and re.search(message, str(error)), (configs, error)
+
+
+_HOLD_GUARD = r"""
+import os, signal, sys, time, torch
+from medt_monai.handlers import CheckpointGuard
+folder = sys.argv[1]
+guard = CheckpointGuard([folder], keep=[os.path.join(folder, "model.pt")])
+guard.acquire()
+if sys.argv[2] == "kill":  # the run writes its first best model, then is killed
+    torch.save({"weight": torch.full((2,), 1.0)}, os.path.join(folder, "model.pt"))
+    os.kill(os.getpid(), signal.SIGKILL)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _weight(path: Path) -> float:
+    return float(torch.load(path, weights_only=True)["weight"][0])
+
+
+def test_guard_keeps_the_model_from_before_a_killed_run(tmp_path):
+    from medt_monai.handlers import CheckpointGuard
+
+    torch.save({"weight": torch.full((2,), 7.0)}, tmp_path / "model.pt")  # the shipped model
+    r = subprocess.run([sys.executable, "-c", _HOLD_GUARD, str(tmp_path), "kill"], env=_env(), capture_output=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert (_weight(tmp_path / "model.pt"), _weight(tmp_path / "model_previous.pt")) == (1.0, 7.0)
+    guard = CheckpointGuard([tmp_path], keep=[tmp_path / "model.pt"])
+    guard.acquire()  # the run started again (resumed or anew): the killed run's lock does not block it
+    assert _weight(tmp_path / "model_previous.pt") == 7.0  # not the killed run's model
+    guard.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model_previous.pt"]
+    guard.acquire()  # a later run, after one that finished: keeps the model it finds
+    assert _weight(tmp_path / "model_previous.pt") == 1.0
+    guard.release()
+
+
+def test_guard_refuses_a_second_run_and_names_the_first(tmp_path):
+    import socket
+
+    from medt_monai.handlers import CheckpointGuard
+
+    torch.save({"weight": torch.full((2,), 7.0)}, tmp_path / "model.pt")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_GUARD, str(tmp_path), "hold"], env=_env(),
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        second = CheckpointGuard([tmp_path / "other", tmp_path], keep=[tmp_path / "model.pt"])
+        with pytest.raises(RuntimeError, match=rf"{re.escape(str(tmp_path))} is in use by another training run \(pid "
+                                               rf"{holder.pid} on host {re.escape(socket.gethostname())}, started "
+                                               r".*: .*-c .*hold\)"):  # fmt: skip
+            second.acquire()
+        assert not (tmp_path / "other" / ".training.lock").exists()  # the lock it took first is dropped again
+    finally:
+        holder.kill()
+        holder.wait()
+    torch.save({"weight": torch.full((2,), 1.0)}, tmp_path / "model.pt")  # as if the killed holder had trained
+    second.acquire()  # the killed holder's lock does not block
+    assert _weight(tmp_path / "model_previous.pt") == 7.0
+    second.release()
+
+
+def test_full_disk_leaves_the_earlier_model_in_place(tmp_path, monkeypatch):
+    import errno
+
+    from ignite.engine import Engine, Events
+
+    from medt_monai.handlers import AtomicCheckpointSaver, CheckpointGuard
+
+    torch.save({"weight": torch.full((2,), 7.0)}, tmp_path / "model.pt")
+    net = torch.nn.Linear(2, 2)
+    engine = Engine(lambda e, b: None)
+    saver = AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name="score",
+                                  key_metric_filename="model.pt", key_metric_save_state=False)  # fmt: skip
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(score=1.0))
+    saver.attach(engine)
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        engine.run([0], max_epochs=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary file left
+    assert _weight(tmp_path / "model.pt") == 7.0
+
+    # the copy to model_previous.pt at the start of a run: a full disk stops the run before it changes anything
+    import shutil
+
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    guard = CheckpointGuard([tmp_path], keep=[tmp_path / "model.pt"])
+    with pytest.raises(OSError, match=rf"cannot copy {re.escape(str(tmp_path / 'model.pt'))} to .*model_previous.pt .*unchanged"):
+        guard.acquire()
+    assert _weight(tmp_path / "model.pt") == 7.0 and not (tmp_path / "model_previous.pt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []
+
+
+@pytest.mark.slow
+def test_second_training_on_the_same_folders_is_refused(work, tmp_path):
+    """Two ``run training`` on one bundle folder: the second stops at once naming the first, which goes on."""
+    (tmp_path / "models").mkdir()
+    torch.save({"weight": torch.full((2,), 7.0)}, tmp_path / "models" / "model.pt")
+    args = _train_args(work, tmp_path, "--max_epochs", "20")
+    lock = tmp_path / "models" / ".training.lock"
+    first = subprocess.Popen([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (lock.exists() and lock.read_text()):
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never took its lock"
+            time.sleep(0.2)
+        r = _run(args)
+        assert first.poll() is None, "the first run should still be training"
+    finally:
+        first.kill()
+        first.wait()
+    assert r.returncode != 0 and f"is in use by another training run (pid {first.pid} on host" in r.log, r.log[-3000:]
+    assert "Loading dataset" not in r.log and "Epoch[1]" not in r.log
+    assert _weight(tmp_path / "models" / "model_previous.pt") == 7.0
+
+
+@pytest.mark.slow
+def test_bad_network_name_stops_the_command_before_data_are_cached(work, tmp_path):
+    r = _run(_train_args(work, tmp_path, "--network_name", "foo"))
+    assert r.returncode != 0 and "--network_name 'foo' is not a network of this config" in r.log, r.log[-3000:]
+    assert "Loading dataset" not in r.log and not (tmp_path / "models").exists()

@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Invertd
+from monai.transforms import Compose, EnsureTyped, Invertd, LoadImaged, Resized, ScaleIntensityRanged
 from PIL import Image
 
 import medt_monai.data as D
 from medt_monai.data import datalists as DL
-from medt_monai.transforms import MaskToLabel, MaskToLabeld, ToChannels, ToChannelsd
+from medt_monai.transforms import (
+    MaskToLabel,
+    MaskToLabeld,
+    ScaleIntensityFullRange,
+    ScaleIntensityFullRanged,
+    ToChannels,
+    ToChannelsd,
+)
 
 # ---------------------------------------------------------------- helpers
 
@@ -346,7 +353,7 @@ def test_folder_bad_inputs(tmp_path):
 
 
 def test_special_image_formats_through_chain(tmp_path):
-    """RGBA, 16-bit, palette images and JPEG masks load into the configured shape and range."""
+    """RGBA, 16-bit, palette images and JPEG masks load into the configured shape and range (the bundle's chain)."""
     rng = np.random.default_rng(0)
     rgba = rng.integers(0, 255, (20, 30, 4), dtype=np.uint8)
     _png(tmp_path / "images" / "rgba.png", rgba, "RGBA")
@@ -364,14 +371,103 @@ def test_special_image_formats_through_chain(tmp_path):
     pmask.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
     pmask.save(tmp_path / "masks" / "rgba.png")  # palette mask: indices 0/1
     items = D.folder_datalist(tmp_path / "images", tmp_path / "masks")
-    xf = D.get_transforms("eval", img_size=(16, 32), in_channels=3)
+    xf = D.get_transforms("eval", img_size=32, in_channels=3)
     for item in items:
         out = xf(item)
-        assert out["image"].shape == (3, 16, 32) and out["image"].dtype == torch.float32
+        assert out["image"].shape == (3, 32, 32) and out["image"].dtype == torch.float32
         assert 0.0 <= float(out["image"].min()) and float(out["image"].max()) <= 1.0
         assert float(out["image"].max()) > 0.5  # 16-bit scaled by 65535, not clipped to 0/1 by 255
         assert set(out["label"].unique().tolist()) == {0.0, 1.0}
         assert abs(float(out["label"].mean()) - float((m > 0).mean())) < 0.05
+
+
+def _bundle_image(path: Path, **kwargs) -> torch.Tensor:
+    return D.get_transforms("infer", img_size=32, **kwargs)({"image": str(path)})["image"].as_tensor()
+
+
+def test_16bit_and_palette_images_give_the_tensors_of_their_8bit_rgb_copies(tmp_path):
+    """Through the bundle's chain a 16-bit image is its 8-bit copy (values x 257 / 65535 = x / 255) and a palette image
+    its RGB conversion, exactly (the former chain clipped 16-bit at 255 and read palette indices)."""
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (24, 40), dtype=np.uint8)
+    _png(tmp_path / "gray.png", gray)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    pal = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).convert("P", palette=Image.ADAPTIVE)
+    pal.save(tmp_path / "pal.png")
+    pal.convert("RGB").save(tmp_path / "pal_rgb.png")
+    for in_channels in (1, 3):
+        assert torch.equal(
+            _bundle_image(tmp_path / "gray16.png", in_channels=in_channels),
+            _bundle_image(tmp_path / "gray.png", in_channels=in_channels),
+        )
+        assert torch.equal(
+            _bundle_image(tmp_path / "pal.png", in_channels=in_channels),
+            _bundle_image(tmp_path / "pal_rgb.png", in_channels=in_channels),
+        )
+    # the same for the training and evaluation chains of train.json
+    _png(tmp_path / "mask.png", (gray > 128).astype(np.uint8) * 255)
+    for mode in ("train", "eval"):
+        chain = D.get_transforms(mode, img_size=32, augment=False)
+        out = [chain({"image": str(tmp_path / n), "label": str(tmp_path / "mask.png")})["image"] for n in ("gray16.png", "gray.png")]
+        assert torch.equal(out[0].as_tensor(), out[1].as_tensor())
+
+
+def _former_bundle_chain(size: int) -> Compose:
+    """train.json's ``train#preprocessing_transforms`` of 9ca93b3: one loader, ``ScaleIntensityRanged(a_max=255)``."""
+    return Compose([
+        LoadImaged(["image", "label"], image_only=True, ensure_channel_first=True),
+        ToChannelsd("image", channels=3),
+        MaskToLabeld("label"),
+        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+        Resized(["image", "label"], spatial_size=[size, size], mode=["bilinear", "nearest"]),
+        EnsureTyped(["image", "label"], dtype=torch.float32),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("name, mode", [("rgb.png", "RGB"), ("rgb.jpg", "RGB"), ("gray.png", "L"), ("rgba.png", "RGBA")])
+def test_bundle_chain_is_bit_identical_to_the_former_chain_on_8bit_images(tmp_path, name, mode):
+    """The shipped weights and the recorded demo numbers stay valid: on 8-bit images the new chain gives the former
+    chain's tensors bit for bit."""
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (37, 53, len(mode)), dtype=np.uint8)
+    Image.fromarray(arr[..., 0] if mode == "L" else arr, mode=mode).save(tmp_path / name, quality=85)
+    m = np.zeros((37, 53), np.uint8)
+    m[4:20, 9:40] = 255
+    _png(tmp_path / "mask.png", m)
+    item = {"image": str(tmp_path / name), "label": str(tmp_path / "mask.png")}
+    before = _former_bundle_chain(32)(item)
+    after = D.get_transforms("eval", img_size=32)(item)
+    assert torch.equal(after["image"].as_tensor(), before["image"].as_tensor())
+    assert torch.equal(after["label"].as_tensor(), before["label"].as_tensor())
+    assert torch.equal(_bundle_image(tmp_path / name), before["image"].as_tensor())  # inference.json's chain
+
+
+def test_scale_intensity_full_range_by_stored_type():
+    def f32(values):  # the exact float32 values
+        return torch.tensor([[values]], dtype=torch.float32)
+
+    assert torch.equal(ScaleIntensityFullRange()(torch.tensor([[[0, 51, 255]]], dtype=torch.uint8)), f32([0, 0.2, 1]))
+    g16 = torch.tensor([[[0, 13107, 65535]]], dtype=torch.int32)  # uint16 as MONAI holds it
+    assert torch.equal(ScaleIntensityFullRange()(g16), f32([0, 0.2, 1]))
+    assert torch.equal(ScaleIntensityFullRange()(torch.tensor([[[-5, 32767]]], dtype=torch.int16)), f32([0, 1]))
+    assert torch.equal(ScaleIntensityFullRange(float_max=10.0)(torch.tensor([[[-1.0, 5.0, 20.0]]])), f32([0, 0.5, 1]))
+    out = ScaleIntensityFullRanged("image")({"image": _mt(torch.full((1, 2, 2), 51, dtype=torch.uint8))})["image"]
+    assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and out.meta["filename_or_obj"] == "/data/x.png"
+    with pytest.raises(ValueError, match=r"/data/big\.tif.*values up to 70000"):
+        ScaleIntensityFullRange()(_mt(torch.tensor([[[0, 70000]]], dtype=torch.int32), "/data/big.tif"))
+    with pytest.raises(ValueError, match="float_max must be positive"):
+        ScaleIntensityFullRange(float_max=0)
+
+
+def test_get_transforms_arguments():
+    with pytest.raises(ValueError, match="intensity must be one of 'full_range', 'percentile'"):
+        D.get_transforms("eval", intensity="zscore")
+    with pytest.raises(ValueError, match="img_size must be one positive int"):
+        D.get_transforms("eval", img_size=(16, 32))
+    with pytest.warns(DeprecationWarning, match="minmax"):
+        D.get_transforms("eval", intensity="minmax")
+    with pytest.raises(FileNotFoundError, match="bundle_dir"):
+        D.get_transforms("eval", bundle_dir="/nonexistent/bundle")
 
 
 def test_infer_resize_inverted(tmp_path):

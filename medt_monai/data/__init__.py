@@ -15,12 +15,16 @@ from medt_monai.data.datalists import (
     split_datalist,
 )
 from medt_monai.data.demo import default_data_dir, make_demo_dataset
+from medt_monai.data.inference import ReadableImages, UniqueOutputNames, image_datalist
 from medt_monai.data.monuseg import rasterize_xml, read_xml_polygons
-from medt_monai.data.pipeline import get_dataset, get_transforms, pil_to_rgb_or_gray
+from medt_monai.data.pipeline import BUNDLE_DIR, get_dataset, get_transforms, pil_to_rgb_or_gray
 
 __all__ = [
+    "BUNDLE_DIR",
     "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
+    "ReadableImages",
+    "UniqueOutputNames",
     "check_pairs",
     "dataset_splits",
     "default_data_dir",
@@ -28,6 +32,7 @@ __all__ = [
     "get_dataset",
     "get_transforms",
     "glas_datalist",
+    "image_datalist",
     "image_size",
     "make_demo_dataset",
     "medt_layout_datalist",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def image_size(path: str | Path, full: bool = False) -> tuple[int, ...]:
 
     Args:
         path: the image file.
-        full: also decode all pixel data (detects truncated files), PIL formats only.
+        full: also decode all pixel data (detects truncated files).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -61,20 +62,25 @@ def image_size(path: str | Path, full: bool = False) -> tuple[int, ...]:
         if ext in (".nii", ".nii.gz"):
             import nibabel as nib
 
-            shape = nib.load(str(path)).shape
-            return tuple(int(s) for s in shape if s > 1)[:3] or (1,)
+            image = nib.load(str(path))
+            if full:
+                np.asanyarray(image.dataobj)
+            return tuple(int(s) for s in image.shape if s > 1)[:3] or (1,)
         if ext in ITK_EXTENSIONS:
             import itk
 
             reader = itk.ImageFileReader.New(FileName=str(path))
-            reader.UpdateOutputInformation()
+            if full:
+                reader.Update()
+            else:
+                reader.UpdateOutputInformation()
             size = reader.GetOutput().GetLargestPossibleRegion().GetSize()
             return tuple(int(s) for s in size if int(s) > 1)
         with Image.open(path) as im:
             if full:
                 im.load()
             return tuple(int(s) for s in im.size)
-    except (UnidentifiedImageError, OSError, RuntimeError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, RuntimeError, SyntaxError, ValueError, EOFError, zlib.error) as e:
         raise ValueError(f"{path}: cannot read as an image (corrupt, truncated or unsupported): {e}") from e
 
 
@@ -83,7 +89,7 @@ def check_pairs(datalist: Sequence[dict], verify: str = "header") -> None:
 
     Args:
         datalist: list of ``{"image": path, "label": path}`` dicts.
-        verify: "header" (read headers only, fast), "full" (decode PIL images, detects
+        verify: "header" (read headers only, fast), "full" (decode every image, detects
             truncated files) or "none".
 
     Raises:

@@ -1,32 +1,25 @@
-"""MONAI transform chains and cached datasets for 2D segmentation with the MedT networks."""
+"""The bundle's transform chains and cached datasets for 2D segmentation with the MedT networks."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-from monai.data import CacheDataset, Dataset, PersistentDataset, PILReader
-from monai.transforms import (
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    LoadImaged,
-    RandAdjustContrastd,
-    RandAffined,
-    RandFlipd,
-    RandHistogramShiftd,
-    RandRotate90d,
-    RandScaleIntensityd,
-    Resized,
-    ScaleIntensityRangePercentilesd,
-    ScaleIntensityd,
-)
+from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.transforms import Compose
 
-from medt_monai.transforms import MaskToLabeld, ToChannelsd
+__all__ = ["BUNDLE_DIR", "get_transforms", "get_dataset", "pil_to_rgb_or_gray"]
 
-__all__ = ["get_transforms", "get_dataset", "pil_to_rgb_or_gray"]
+#: the bundle of this repository, whose configs define the transform chains.
+BUNDLE_DIR = Path(__file__).resolve().parents[2] / "bundle"
+
+#: the chain of each mode: (config file, config id).
+_CHAINS = {
+    "train": ("train.json", "train#preprocessing"),
+    "eval": ("train.json", "validate#preprocessing"),
+    "infer": ("inference.json", "preprocessing"),
+}
 
 
 def pil_to_rgb_or_gray(img):  # type: ignore[no-untyped-def]
@@ -47,94 +40,74 @@ def pil_to_rgb_or_gray(img):  # type: ignore[no-untyped-def]
 
 def get_transforms(
     mode: str,
-    img_size: int | Sequence[int] = (128, 128),
+    img_size: int = 128,
     in_channels: int = 3,
     augment: bool = True,
     binary: bool = True,
     threshold: float | None = 0.5,
-    intensity: str = "minmax",
+    intensity: str = "full_range",
+    bundle_dir: str | Path | None = None,
 ) -> Compose:
-    """Build a MONAI transform chain for 2D segmentation data.
+    """The bundle's transform chain for 2D segmentation data, read from its configs.
 
-    - ``"train"``: load (PIL for PNG/BMP/JPEG/TIFF, nibabel/ITK for NIfTI and other ITK formats),
-      channel-first, :class:`~medt_monai.transforms.ToChannelsd` to ``in_channels``, intensity
-      scaling to [0, 1], :class:`~medt_monai.transforms.MaskToLabeld`, resize to ``img_size``
-      (bilinear for images, nearest for masks) and, when ``augment``, histology/ultrasound
-      augmentation: flips, 90° rotations, small affine (rotation ±15°, scale ±10%), contrast,
-      intensity and histogram-shift jitter.
-    - ``"eval"``: the same without augmentation (image and label).
-    - ``"infer"``: image only, no augmentation; ``monai.transforms.Invertd`` on the prediction
-      with this chain as ``transform`` brings it back to the original size.
+    The chains are the ones ``python -m monai.bundle run`` applies, built from ``configs/train.json`` (``"train"``:
+    ``train#preprocessing``, ``"eval"``: ``validate#preprocessing``) or ``configs/inference.json`` (``"infer"``:
+    ``preprocessing``) with the arguments as config overrides:
+
+    - load the image (PIL for PNG/BMP/JPEG/TIFF with palette images read as RGB, nibabel/ITK for NIfTI and the other
+      ITK formats) in its stored type and scale it to [0, 1]
+      (:class:`~medt_monai.transforms.ScaleIntensityFullRanged`: 8-bit by 255, 16-bit by 65535, floats by 255; or
+      ``intensity="percentile"``: 0.5-99.5 percentile to 0..1), :class:`~medt_monai.transforms.ToChannelsd` to
+      ``in_channels``; load the mask and :class:`~medt_monai.transforms.MaskToLabeld`; resize both to ``img_size``
+      (bilinear for images, nearest for masks);
+    - ``"train"`` adds the bundle's default augmentation (random flips, 90-degree rotations, intensity scale and
+      shift, gamma) when ``augment``;
+    - ``"infer"`` is image only; ``monai.transforms.Invertd`` on the prediction with this chain as ``transform``
+      brings it back to the original size.
 
     Args:
         mode: "train", "eval" or "infer".
-        img_size: network input size (int for square).
+        img_size: network input size (height = width), the bundle's ``img_size``.
         in_channels: 1 (gray, e.g. ultrasound) or 3 (RGB, e.g. H&E).
-        augment: apply random augmentation in "train".
+        augment: apply random augmentation in "train" (``False``: the bundle's ``--augmentation none``).
         binary: masks to {0, 1}; False keeps integer class ids.
         threshold: mask threshold as a fraction of full scale (None: non-zero is foreground).
-        intensity: "minmax" (per image 0..1 by the 8/16-bit range: 255 or 65535) or
-            "percentile" (per image 0.5-99.5 percentile to 0..1, robust for 16-bit and NIfTI).
+        intensity: "full_range" (by the stored type: 255 for 8-bit, 65535 for 16-bit) or "percentile" (per image
+            0.5-99.5 percentile to 0..1, robust for 16-bit and NIfTI). "minmax", the former name of "full_range",
+            is deprecated.
+        bundle_dir: the bundle whose configs define the chains; ``None``: :data:`BUNDLE_DIR`, the bundle of this
+            repository.
 
     Raises:
-        ValueError: unknown ``mode`` or ``intensity``.
+        ValueError: unknown ``mode`` or ``intensity``, or an ``img_size`` that is not one positive int.
+        FileNotFoundError: the bundle's config file is missing.
     """
-    if mode not in ("train", "eval", "infer"):
-        raise ValueError(f"mode must be 'train', 'eval' or 'infer', got {mode!r}.")
-    if intensity not in ("minmax", "percentile"):
-        raise ValueError(f"intensity must be 'minmax' or 'percentile', got {intensity!r}.")
-    size = (int(img_size), int(img_size)) if isinstance(img_size, (int, np.integer)) else tuple(int(s) for s in img_size)
-    keys = ["image"] if mode == "infer" else ["image", "label"]
-    xf = [
-        LoadImaged("image", reader=PILReader(converter=pil_to_rgb_or_gray), image_only=True),
-        EnsureChannelFirstd("image"),
-        ToChannelsd("image", channels=in_channels),
-    ]
+    if mode not in _CHAINS:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, _CHAINS))}, got {mode!r}.")
     if intensity == "minmax":
-        xf.append(_FullScaled("image"))
-    else:
-        xf.append(ScaleIntensityRangePercentilesd("image", 0.5, 99.5, 0.0, 1.0, clip=True))
+        warnings.warn('intensity="minmax" is deprecated, use "full_range" (same scaling).', DeprecationWarning, stacklevel=2)
+        intensity = "full_range"
+    if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
+        raise ValueError(f"img_size must be one positive int (the bundle's square input size), got {img_size!r}.")
+    from monai.bundle import ConfigParser
+
+    config_name, chain = _CHAINS[mode]
+    config_file = Path(bundle_dir if bundle_dir is not None else BUNDLE_DIR) / "configs" / config_name
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{config_file} not found: get_transforms builds the chains from the bundle's configs; pass bundle_dir "
+            "(the folder holding configs/train.json and configs/inference.json)."
+        )
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    if intensity not in parser["intensity_scalings"]:
+        raise ValueError(f"intensity must be one of {', '.join(map(repr, parser['intensity_scalings']))}, got {intensity!r}.")
+    parser.update({"img_size": img_size, "in_channels": in_channels, "intensity": intensity})
     if mode != "infer":
-        xf += [
-            LoadImaged("label", image_only=True),
-            EnsureChannelFirstd("label"),
-            MaskToLabeld("label", threshold=threshold, binary=binary),
-        ]
-    xf.append(Resized(keys, spatial_size=size, mode=["bilinear", "nearest"][: len(keys)]))
-    if mode == "train" and augment:
-        xf += [
-            RandFlipd(keys, prob=0.5, spatial_axis=0),
-            RandFlipd(keys, prob=0.5, spatial_axis=1),
-            RandRotate90d(keys, prob=0.5, max_k=3),
-            RandAffined(
-                keys,
-                prob=0.3,
-                rotate_range=np.pi / 12,
-                scale_range=0.1,
-                mode=["bilinear", "nearest"],
-                padding_mode="reflection",
-            ),
-            RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
-            RandScaleIntensityd("image", factors=0.1, prob=0.3),
-            RandHistogramShiftd("image", num_control_points=5, prob=0.2),
-        ]
-    xf.append(EnsureTyped(keys, dtype=torch.float32, track_meta=mode == "infer" or None))
-    return Compose(xf)
-
-
-class _FullScaled(ScaleIntensityd):
-    """Divide by the nominal full scale (255 for 8-bit data, 65535 for 16-bit, else the max)."""
-
-    def __init__(self, keys) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(keys, minv=None, maxv=None, factor=None)
-
-    def __call__(self, data):  # type: ignore[no-untyped-def]
-        d = dict(data)
-        for key in self.key_iterator(d):
-            m = float(d[key].max()) if d[key].numel() else 0.0
-            scale = 1.0 if m <= 1.0 else 255.0 if m <= 255.0 else 65535.0 if m <= 65535.0 else m
-            d[key] = d[key] / scale
-        return d
+        parser.update({"binary_labels": binary, "label_threshold": threshold})
+    if mode == "train" and not augment:
+        parser["augmentation"] = "none"
+    return parser.get_parsed_content(chain)
 
 
 def get_dataset(

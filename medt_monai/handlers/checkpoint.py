@@ -4,8 +4,9 @@ MONAI's :class:`monai.handlers.CheckpointSaver` writes with ``atomic=False`` and
 ``model.pt``, deletes the previous file before writing the new one: a run killed in between leaves no model or a
 truncated one. :class:`AtomicCheckpointSaver` keeps MONAI's handler (same arguments, same file names) but writes every
 file through ignite's :class:`~ignite.handlers.DiskSaver` with ``atomic=True`` (a temporary file in the same folder,
-then ``os.replace``), so each checkpoint on disk is always a complete one. :class:`ResumeCheckpointLoader` restores
-such a checkpoint when the run is started again.
+fsynced, then ``os.replace``), so each checkpoint on disk is always a complete one. :class:`ResumeCheckpointLoader`
+restores such a checkpoint when the run is started again; :class:`CheckpointLoader` is MONAI's loader with errors that
+name the file.
 """
 
 from __future__ import annotations
@@ -17,43 +18,47 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver
 
+from medt_monai.handlers.checkpoint_guard import fsync_dir
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from ignite.engine import Engine
 
-__all__ = ["AtomicCheckpointSaver", "ResumeCheckpointLoader"]
+__all__ = ["AtomicCheckpointSaver", "CheckpointLoader", "ResumeCheckpointLoader"]
 
 
 class _AtomicDiskSaver(DiskSaver):
     """ignite's ``DiskSaver(atomic=True)`` that never leaves the folder without a complete checkpoint.
 
-    ignite's :class:`~ignite.handlers.Checkpoint` removes the file it no longer keeps *before* writing the new one.
-    Here the removal waits until the new file is complete: with a fixed ``filename`` ``os.replace`` swaps the new file
-    in for the old one in one step (nothing to remove), and with numbered names the old file is deleted only after the
-    new one is in place.
-
-    With ``keep_previous``, a fixed-name file that exists before this saver's first write (the shipped weights in
-    ``models/model.pt``, the model of an earlier run) is not overwritten but kept as ``<stem>_previous<suffix>``
-    (replacing an older backup).
+    The new file is written to a temporary file, fsynced and renamed over the old one (a full disk or a kill leaves the
+    old file as it was). ignite's :class:`~ignite.handlers.Checkpoint` removes the file it no longer keeps *before*
+    writing the new one; here the removal waits until the new file is complete: with a fixed ``filename``
+    ``os.replace`` swaps the new file in for the old one in one step (nothing to remove), and with numbered names the
+    old file is deleted only after the new one is in place.
     """
 
-    def __init__(self, dirname: str, filename: str | None = None, keep_previous: bool = False) -> None:
+    def __init__(self, dirname: str, filename: str | None = None) -> None:
         super().__init__(dirname=dirname, atomic=True, create_dir=True, require_empty=False)
         self.filename = filename
-        self.keep_previous = keep_previous
         self._pending_removal: list[str] = []
-        self._written = False
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        def save_and_sync(obj: Mapping, file: Any, **kwargs: Any) -> None:
+            func(obj, file, **kwargs)
+            file.flush()
+            os.fsync(file.fileno())
+
+        super()._save_func(checkpoint, path, save_and_sync)
+        fsync_dir(self.dirname)
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         target = self.filename or filename
-        path = self.dirname / target
-        if self.keep_previous and self.filename is not None and not self._written and path.exists():
-            backup = path.with_name(f"{path.stem}_previous{path.suffix}")
-            os.replace(path, backup)
-            logging.getLogger(__name__).warning(f"{path} existed before this run; kept as {backup}.")
         super().__call__(checkpoint, target, metadata)
-        self._written = True
         pending, self._pending_removal = self._pending_removal, []
         for old in pending:
             if old != target and (self.dirname / old).exists():
@@ -69,9 +74,9 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     Every argument of :class:`~monai.handlers.CheckpointSaver` is accepted with the same meaning. Differences:
 
-    - files are written atomically (temporary file + ``os.replace``), so a killed run never leaves a partial file;
-    - a ``key_metric_filename`` file that exists before the run's first best model (e.g. the shipped
-      ``models/model.pt``) is kept as ``<stem>_previous<suffix>`` instead of being overwritten;
+    - files are written atomically (temporary file, fsync, ``os.replace``), so a killed run or a full disk never
+      leaves a partial file and the previous file stays until the new one is complete (the bundle keeps the model from
+      before a run as ``model_previous.pt`` with :class:`~medt_monai.handlers.CheckpointGuard`);
     - ``interval_filename`` (e.g. ``"checkpoint_latest.pt"``) makes the interval checkpoint one fixed file that is
       replaced at every save, which :class:`ResumeCheckpointLoader` reads back;
     - :meth:`state_dict` returns the key-metric tracking state (best score so far), so putting this handler itself in
@@ -108,9 +113,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
         if self._final_checkpoint is not None:
             self._final_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, self._final_filename)
         if self._key_metric_checkpoint is not None:
-            self._key_metric_checkpoint.save_handler = _AtomicDiskSaver(
-                self.save_dir, kwargs.get("key_metric_filename"), keep_previous=True
-            )
+            self._key_metric_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, kwargs.get("key_metric_filename"))
         if self._interval_checkpoint is not None:
             self._interval_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, interval_filename)
         self.engine_key = engine_key
@@ -132,6 +135,12 @@ class AtomicCheckpointSaver(CheckpointSaver):
             self._key_metric_checkpoint.load_state_dict(state_dict)
 
 
+_RESUME_WAY_OUT = (
+    "Pass --resume False to start a new run (which replaces it), or another --output_dir to keep it and start anew "
+    "there."
+)
+
+
 class ResumeCheckpointLoader:
     """At the start of training, continue an interrupted run from its last complete checkpoint.
 
@@ -141,6 +150,8 @@ class ResumeCheckpointLoader:
     on with the next epoch, so a run killed at any moment loses at most the epoch in progress. A missing file starts a
     new run; a finished run (epoch >= ``max_epochs``) is not resumed either, so running the same command again, or
     MONAI Label's training on new labels, trains anew. The checkpoint is read with ``torch.load(weights_only=True)``.
+    A checkpoint that cannot be read or does not fit the objects (another network) raises an error that names the
+    file and the ways out (``--resume False``, another ``--output_dir``).
 
     Unlike MONAI's :class:`~monai.handlers.CheckpointLoader`, a missing file is not an error, and the handler is not
     named ``CheckpointLoader``, so MONAI Label still adds its own loader of ``models/model.pt`` for fine-tuning.
@@ -195,14 +206,14 @@ class ResumeCheckpointLoader:
             checkpoint = torch.load(self.load_path, map_location=self.map_location, weights_only=True)
         except Exception as e:
             raise RuntimeError(
-                f"ResumeCheckpointLoader: cannot read the checkpoint {self.load_path} ({e}); delete it to start a new "
-                "run, or pass --resume False."
+                f"ResumeCheckpointLoader: cannot read {self.load_path}, the checkpoint this run would resume from "
+                f"({type(e).__name__}: {e}). {_RESUME_WAY_OUT}"
             ) from e
-        missing = sorted(set(self.load_dict) - set(checkpoint))
-        if missing:
+        held = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        if not isinstance(checkpoint, Mapping) or set(self.load_dict) - set(checkpoint):
             raise KeyError(
-                f"ResumeCheckpointLoader: {self.load_path} has no {missing} (it holds {sorted(checkpoint)}); it was "
-                "written by another configuration. Delete it or pass --resume False."
+                f"ResumeCheckpointLoader: {self.load_path} holds {held}, not {sorted(self.load_dict)}; it was written "
+                f"by another configuration. {_RESUME_WAY_OUT}"
             )
         max_epochs = engine.state.max_epochs
         engine_state = checkpoint.get(self.engine_key, {}) if self.engine_key is not None else {}
@@ -217,7 +228,13 @@ class ResumeCheckpointLoader:
                 f"max_epochs={max_epochs}); starting a new run."
             )
             return
-        Checkpoint.load_objects(to_load=self.load_dict, checkpoint=checkpoint)
+        try:
+            Checkpoint.load_objects(to_load=self.load_dict, checkpoint=checkpoint)
+        except Exception as e:
+            raise RuntimeError(
+                f"ResumeCheckpointLoader: {self.load_path} does not fit this run ({type(e).__name__}: {e}); it was "
+                f"written by another configuration (another --network_name, --img_size, ...). {_RESUME_WAY_OUT}"
+            ) from e
         # the trainer's state_dict carries the old run's max_epochs: the current setting wins
         engine.state.max_epochs = max_epochs
         self.resumed_epoch = engine.state.epoch
@@ -225,3 +242,28 @@ class ResumeCheckpointLoader:
             f"ResumeCheckpointLoader: resumed from {self.load_path} after epoch {engine.state.epoch} "
             f"(iteration {engine.state.iteration}); training continues to epoch {max_epochs}."
         )
+
+
+class CheckpointLoader(_MonaiCheckpointLoader):
+    """MONAI's :class:`~monai.handlers.CheckpointLoader` whose errors name the file and say what it must be.
+
+    Same arguments and behaviour; a checkpoint that cannot be read (empty, truncated, not written by ``torch.save``)
+    or that does not fit ``load_dict`` (the weights of another network or size) raises ``RuntimeError`` naming
+    ``load_path``, with the original error as its cause. The bundle's evaluation and inference use it for
+    ``--ckpt_path``.
+    """
+
+    def __call__(self, engine: Engine) -> None:
+        """Load the checkpoint into the objects of ``load_dict``.
+
+        Raises:
+            RuntimeError: the checkpoint cannot be read or does not fit (the message names the file).
+        """
+        try:
+            super().__call__(engine)
+        except Exception as e:
+            raise RuntimeError(
+                f"CheckpointLoader: cannot load {self.load_path} into {sorted(self.load_dict)} "
+                f"({type(e).__name__}: {e}). --ckpt_path must be a complete model.pt written by this bundle's training "
+                "with the same --network_name, --img_size, --in_channels and --num_classes."
+            ) from e

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from medt_monai.transforms.array import MaskToLabel, ToChannels
+from medt_monai.transforms.array import MaskToLabel, ScaleIntensityFullRange, ToChannels
 from medt_monai.transforms.dictionary import (
     MaskToLabelD,
     MaskToLabeld,
     MaskToLabelDict,
+    ScaleIntensityFullRangeD,
+    ScaleIntensityFullRanged,
+    ScaleIntensityFullRangeDict,
     ToChannelsD,
     ToChannelsd,
     ToChannelsDict,
@@ -15,10 +18,14 @@ from medt_monai.transforms.dictionary import (
 __all__ = [
     "ToChannels",
     "MaskToLabel",
+    "ScaleIntensityFullRange",
     "ToChannelsd",
     "ToChannelsD",
     "ToChannelsDict",
     "MaskToLabeld",
     "MaskToLabelD",
     "MaskToLabelDict",
+    "ScaleIntensityFullRanged",
+    "ScaleIntensityFullRangeD",
+    "ScaleIntensityFullRangeDict",
 ]

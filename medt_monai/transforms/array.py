@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from monai.config import NdarrayOrTensor
 from monai.data import MetaTensor
-from monai.transforms import Transform
+from monai.data.meta_obj import get_track_meta
+from monai.transforms import ScaleIntensityRange, Transform
 from monai.utils import convert_to_tensor
 
-__all__ = ["ToChannels", "MaskToLabel", "source_name"]
+__all__ = ["ToChannels", "MaskToLabel", "ScaleIntensityFullRange", "source_name"]
 
 #: ITU-R BT.601 luma weights, the ones PIL uses for ``convert("L")``.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -34,11 +35,67 @@ def _range_max(x: torch.Tensor) -> float:
     return m
 
 
+#: full-scale value of the integer types whose range is known from the type alone.
+_TYPE_FULL_SCALES = {torch.bool: 1.0, torch.uint8: 255.0, torch.int8: 127.0, torch.int16: 32767.0}
+#: integer types that hold 16-bit data (MONAI converts uint16 arrays to int32 tensors).
+_WIDE_INTEGER_TYPES = tuple(
+    t for t in (torch.int32, torch.int64, getattr(torch, "uint16", None), getattr(torch, "uint32", None)) if t is not None
+)
+
+
+class ScaleIntensityFullRange(Transform):
+    """Scale an image from the full range of its stored type to [0, 1] (float32, clipped).
+
+    Integer images are divided by the largest value of their type: 8-bit (``uint8``) by 255, 16-bit by 65535, ``int16``
+    by 32767, ``bool`` by 1. MONAI holds ``uint16`` data (16-bit PNG / TIFF) as ``int32`` tensors, so ``int32`` and
+    ``int64`` images count as 16-bit; their values must then fit in 16 bits. Floating-point images have no nominal
+    range: they are divided by ``float_max``. The division is MONAI's
+    :class:`~monai.transforms.ScaleIntensityRange` (``a_min=0, a_max=<full scale>, b_min=0, b_max=1, clip=True``), so
+    an 8-bit image gives exactly the values of ``ScaleIntensityRange(0, 255, 0, 1, clip=True)``.
+
+    Load images with ``LoadImage(dtype=None)`` so the stored type reaches this transform (by default ``LoadImage``
+    converts every image to ``float32``, which would make it a floating-point image here).
+
+    Args:
+        float_max: full-scale value of floating-point images. Defaults to 255 (8-bit values stored as floats).
+
+    Raises:
+        ValueError: ``float_max`` is not positive; an ``int32``/``int64`` image has values above 65535 (the message
+            names the source file).
+    """
+
+    def __init__(self, float_max: float = 255.0) -> None:
+        if not float_max > 0:
+            raise ValueError(f"ScaleIntensityFullRange: float_max must be positive, got {float_max}.")
+        self.float_max = float(float_max)
+
+    def full_scale(self, img: torch.Tensor) -> float:
+        """Return the value that maps to 1 for ``img``: the full scale of its type, or ``float_max`` for floats."""
+        if img.is_floating_point():
+            return self.float_max
+        if img.dtype in _TYPE_FULL_SCALES:
+            return _TYPE_FULL_SCALES[img.dtype]
+        if img.dtype in _WIDE_INTEGER_TYPES:
+            top = int(img.max()) if img.numel() else 0
+            if top > 65535:
+                raise ValueError(
+                    f"{source_name(img)}: integer image with values up to {top}, more than 16 bits, so its full range "
+                    "is unknown; store it as 8- or 16-bit, or as floats (scaled by float_max)."
+                )
+            return 65535.0
+        raise ValueError(f"{source_name(img)}: cannot scale an image of type {img.dtype}.")
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        x = convert_to_tensor(img, track_meta=get_track_meta())
+        scale = ScaleIntensityRange(a_min=0.0, a_max=self.full_scale(x), b_min=0.0, b_max=1.0, clip=True)
+        return scale(x.float())
+
+
 class ToChannels(Transform):
     """Convert a channel-first 2D image to a float tensor with exactly ``channels`` channels.
 
     Accepted inputs (any dtype, 8- or 16-bit included; intensities are not rescaled, use
-    ``ScaleIntensityRange`` for that): 1 channel (gray), 2 (gray + alpha), 3 (RGB), 4 (RGBA).
+    :class:`ScaleIntensityFullRange` before it for that): 1 channel (gray), 2 (gray + alpha), 3 (RGB), 4 (RGBA).
     Alpha is dropped; gray is repeated to 3 channels when ``channels == 3``; RGB becomes luma
     (BT.601, as PIL's ``convert("L")``) when ``channels == 1``.
 

@@ -8,9 +8,19 @@ import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform
 
-from medt_monai.transforms.array import MaskToLabel, ToChannels
+from medt_monai.transforms.array import MaskToLabel, ScaleIntensityFullRange, ToChannels
 
-__all__ = ["ToChannelsd", "MaskToLabeld", "ToChannelsD", "ToChannelsDict", "MaskToLabelD", "MaskToLabelDict"]
+__all__ = [
+    "ToChannelsd",
+    "MaskToLabeld",
+    "ScaleIntensityFullRanged",
+    "ToChannelsD",
+    "ToChannelsDict",
+    "MaskToLabelD",
+    "MaskToLabelDict",
+    "ScaleIntensityFullRangeD",
+    "ScaleIntensityFullRangeDict",
+]
 
 
 class ToChannelsd(MapTransform):
@@ -62,5 +72,26 @@ class MaskToLabeld(MapTransform):
         return d
 
 
+class ScaleIntensityFullRanged(MapTransform):
+    """Dictionary version of :class:`medt_monai.transforms.ScaleIntensityFullRange`.
+
+    Args:
+        keys: keys of the images to scale.
+        float_max: full-scale value of floating-point images.
+        allow_missing_keys: do not raise if a key is absent.
+    """
+
+    def __init__(self, keys: KeysCollection, float_max: float = 255.0, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = ScaleIntensityFullRange(float_max)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key])
+        return d
+
+
 ToChannelsD = ToChannelsDict = ToChannelsd
 MaskToLabelD = MaskToLabelDict = MaskToLabeld
+ScaleIntensityFullRangeD = ScaleIntensityFullRangeDict = ScaleIntensityFullRanged

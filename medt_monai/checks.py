@@ -1,0 +1,94 @@
+"""Checks of a bundle workflow's settings that run before any data are loaded or cached."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+__all__ = ["check_workflow", "size_divisor"]
+
+
+def size_divisor(network: torch.nn.Module) -> tuple[int, int] | None:
+    """The numbers a network's input height and width must be multiples of, or ``None`` when not known.
+
+    The MedT family exposes ``size_divisor``; MONAI's :class:`~monai.networks.nets.UNet` needs multiples of the product
+    of its ``strides``.
+    """
+    from monai.networks.nets import UNet
+
+    divisor = getattr(network, "size_divisor", None)
+    if divisor is None and isinstance(network, UNet):
+        divisor = math.prod(int(s) for s in network.strides)
+    if divisor is None:
+        return None
+    return (int(divisor), int(divisor)) if isinstance(divisor, int) else (int(divisor[0]), int(divisor[1]))
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_workflow(
+    networks: Mapping[str, Callable[[], torch.nn.Module]] | None = None,
+    network_name: str | None = None,
+    img_size: int | None = None,
+    writable: Mapping[str, str] | None = None,
+    readable: Mapping[str, str] | None = None,
+) -> None:
+    """Raise a clear error for a setting the workflow cannot run with, before any data are loaded.
+
+    The bundle's configs call this as the first step of their ``run`` / ``training`` / ``evaluating`` lists, before the
+    datasets (MONAI instantiates a ``CacheDataset``, and caches it, when the trainer is built).
+
+    Args:
+        networks: the config's ``networks``: network name -> constructor without arguments.
+        network_name: the chosen network; must be a key of ``networks``.
+        img_size: the network input size (height = width); must be a multiple of the chosen network's
+            :func:`size_divisor`. The network is built once to read it, with the random number generator's state
+            restored afterwards, so the run's initial weights do not change.
+        writable: option name -> folder the workflow writes (``{"ckpt_dir": ..., "output_dir": ...}``); each must be a
+            folder that can be written, or not exist yet below one.
+        readable: option name -> file the workflow reads (``{"ckpt_path": ...}``); each must be a non-empty file.
+
+    Raises:
+        ValueError: an unknown ``network_name`` (the message lists the names), an ``img_size`` the network cannot
+            take, or an empty file.
+        FileNotFoundError: a ``readable`` file is missing.
+        PermissionError: a ``writable`` folder cannot be written.
+    """
+    if network_name is not None and networks is not None:
+        if network_name not in networks:
+            raise ValueError(
+                f"--network_name {network_name!r} is not a network of this config; the names are: "
+                f"{', '.join(networks)}."
+            )
+        if img_size is not None:
+            with torch.random.fork_rng(devices=[]):
+                divisor = size_divisor(networks[network_name]())
+            if divisor is not None and (img_size % divisor[0] or img_size % divisor[1]):
+                step = math.lcm(*divisor)
+                fits = sorted({max(step, img_size // step * step), (img_size // step + 1) * step})
+                multiples = f"{divisor[0]}" if divisor[0] == divisor[1] else f"{divisor[0]} and {divisor[1]}"
+                raise ValueError(
+                    f"--img_size {img_size} does not fit --network_name {network_name}: its input height and width "
+                    f"must be multiples of {multiples}; e.g. --img_size {' or '.join(map(str, fits))}."
+                )
+    for option, folder in (writable or {}).items():
+        path = Path(folder).expanduser()
+        existing = _nearest_existing(path.absolute())
+        if not existing.is_dir():
+            raise PermissionError(f"--{option} {folder}: cannot create this folder, {existing} is not a folder.")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"--{option} {folder}: {existing} is not writable; choose another --{option}.")
+    for option, file in (readable or {}).items():
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"--{option} {file}: file not found.")
+        if path.stat().st_size == 0:
+            raise ValueError(f"--{option} {file}: the file is empty (0 bytes), not a checkpoint.")
