@@ -276,7 +276,7 @@ def data_share(dataset: str, data_dir: str | None, size: int, batch: int, num_wo
     data = get_dataset(splits["train"], get_transforms("train", img_size=size, in_channels=3))
     cache_s = time.perf_counter() - start
     loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=num_workers, drop_last=False)
-    network = _ours("MedT", size, 3).train()
+    network = get_network("medt", img_size=size).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, weight_decay=1e-5)
     waiting, start = 0.0, time.perf_counter()
     batches = iter(loader)
