@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from medt_monai.networks.registry import NETWORKS, get_network
 
 __all__ = ["check_workflow", "size_divisor"]
 
@@ -35,8 +38,8 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_workflow(
-    networks: Mapping[str, Callable[[], torch.nn.Module]] | None = None,
     network_name: str | None = None,
+    network_args: Mapping[str, Any] | None = None,
     img_size: int | None = None,
     writable: Mapping[str, str] | None = None,
     readable: Mapping[str, str] | None = None,
@@ -47,8 +50,8 @@ def check_workflow(
     datasets (MONAI instantiates a ``CacheDataset``, and caches it, when the trainer is built).
 
     Args:
-        networks: the config's ``networks``: network name -> constructor without arguments.
-        network_name: the chosen network; must be a key of ``networks``.
+        network_name: the chosen network; must be a name of :data:`medt_monai.networks.NETWORKS`.
+        network_args: the arguments the workflow builds it with (:func:`medt_monai.networks.get_network`).
         img_size: the network input size (height = width); must be a multiple of the chosen network's
             :func:`size_divisor`. The network is built once to read it, with the random number generator's state
             restored afterwards, so the run's initial weights do not change.
@@ -62,15 +65,12 @@ def check_workflow(
         FileNotFoundError: a ``readable`` file is missing.
         PermissionError: a ``writable`` folder cannot be written.
     """
-    if network_name is not None and networks is not None:
-        if network_name not in networks:
-            raise ValueError(
-                f"--network_name {network_name!r} is not a network of this config; the names are: "
-                f"{', '.join(networks)}."
-            )
+    if network_name is not None:
+        if network_name not in NETWORKS:
+            raise ValueError(f"--network_name {network_name!r} is not a network; the names are: {', '.join(NETWORKS)}.")
         if img_size is not None:
             with torch.random.fork_rng(devices=[]):
-                divisor = size_divisor(networks[network_name]())
+                divisor = size_divisor(get_network(network_name, **(network_args or {})))
             if divisor is not None and (img_size % divisor[0] or img_size % divisor[1]):
                 step = math.lcm(*divisor)
                 fits = sorted({max(step, img_size // step * step), (img_size // step + 1) * step})

@@ -882,7 +882,7 @@ def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
 @pytest.mark.parametrize(
     "overrides, kind, message",
     [
-        ({"network_name": "foo"}, ValueError, "--network_name 'foo' is not a network of this config; the names are: medt, logo"),
+        ({"network_name": "foo"}, ValueError, "--network_name 'foo' is not a network; the names are: unet, resunet, unetpp"),
         ({"img_size": 100}, ValueError, "--img_size 100 does not fit --network_name medt: .* multiples of 64; e.g. --img_size 64 or 128"),
         ({"network_name": "unet", "img_size": 72}, ValueError, "multiples of 16"),
         ({"ckpt_dir": "{file}/models"}, PermissionError, "--ckpt_dir .*/a_file/models: cannot create this folder"),
@@ -1027,5 +1027,5 @@ def test_second_training_on_the_same_folders_is_refused(work, tmp_path):
 @pytest.mark.slow
 def test_bad_network_name_stops_the_command_before_data_are_cached(work, tmp_path):
     r = _run(_train_args(work, tmp_path, "--network_name", "foo"))
-    assert r.returncode != 0 and "--network_name 'foo' is not a network of this config" in r.log, r.log[-3000:]
+    assert r.returncode != 0 and "--network_name 'foo' is not a network; the names are" in r.log, r.log[-3000:]
     assert "Loading dataset" not in r.log and not (tmp_path / "models").exists()
