@@ -138,6 +138,15 @@ def test_unmatched_object_is_compared_with_the_nearest_by_hausdorff_distance():
     assert got == pytest.approx(0.5 * (areas[1] * 10.0 / sum(areas.values()) + 0.0), abs=1e-9)
 
 
+def test_hausdorff_counts_every_pixel_not_only_outlines():
+    """A square inside a one-pixel frame (no overlap): the square's centre is 20 px from the frame, its outline only
+    10 px; the frame's corners are 10 * sqrt(2) px from the square. The GlaS distance (all pixels) is 20."""
+    gt = _rect((41, 41), (0, 40), (0, 40)) - _rect((41, 41), (1, 39), (1, 39))
+    pred = _rect((41, 41), (10, 30), (10, 30))
+    assert M.compute_object_hausdorff_distance(pred, gt) == pytest.approx(20.0)
+    assert M.compute_object_f1(pred, gt) == 0.0 and M.compute_object_dice(pred, gt) == 0.0
+
+
 @pytest.mark.parametrize(
     "pred_objects, gt_objects, expected",
     [
@@ -217,12 +226,12 @@ def _direct(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {"f1": f1, "dice": weighted(dice_one), "hausdorff": weighted(hd_one), "aji": c / u, "pq": pq}
 
 
-def _random_instances(rng: np.random.Generator, shape=(48, 64), n=6) -> np.ndarray:
+def _random_instances(rng: np.random.Generator, shape=(48, 64), n=6, radius=(2, 10)) -> np.ndarray:
     out = np.zeros(shape, dtype=np.int32)
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     for i in range(1, n + 1):
         cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-        ry, rx = rng.uniform(2, 10), rng.uniform(2, 10)
+        ry, rx = rng.uniform(*radius), rng.uniform(*radius)
         out[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = i
     return out
 
@@ -237,6 +246,17 @@ def test_agrees_with_the_definitions_on_random_maps(seed):
     got, ref = _scores(pred, gt), _direct(pred, gt)
     for name in METRICS:
         assert got[name] == pytest.approx(ref[name], abs=1e-9), name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_agrees_with_the_definitions_on_large_objects(seed):
+    """Objects of thousands of pixels, where the Hausdorff distance skips most pixels blockwise (exactly)."""
+    rng = np.random.default_rng(50 + seed)
+    gt = _random_instances(rng, (150, 190), 5, (15, 45))
+    pred = M.label_objects(_random_instances(rng, (150, 190), 5, (15, 45)) > 0)
+    assert max(np.bincount(pred.ravel())[1:].max(), np.bincount(gt.ravel())[1:].max()) > 2000
+    ref = _direct(pred, gt)
+    assert M.compute_object_hausdorff_distance(pred, gt) == pytest.approx(ref["hausdorff"], abs=1e-9)
 
 
 def test_panoptic_quality_equals_monai():
@@ -386,3 +406,61 @@ def test_glas_eroded_and_merged_ground_truth_score_worse():
         assert m["hausdorff"] > 0.0
         merged += 1
     assert merged >= 5
+
+
+# ------------------------------------------------------------------------------------------------ grouped saver
+def test_grouped_metrics_saver_tables(tmp_path):
+    from ignite.engine import Engine, Events
+
+    from medt_monai.handlers import GroupedMetricsSaver
+
+    names = ["/d/testA_1.png", "/d/testB_1.png", "/d/testA_2.png", "/d/other.png"]
+    batches = [{"meta": {"filename_or_obj": [n]}} for n in names]
+    engine = Engine(lambda e, b: b)
+
+    def details(e):  # what the metric handlers leave, before the saver runs
+        e.state.metric_details = {
+            "f1": torch.tensor([[0.5], [1.0], [float("nan")], [0.25]]),
+            "dice": torch.tensor([[0.2, 0.4], [0.6, 0.8], [1.0, 1.0], [0.0, 0.0]]),  # two channels: their mean
+        }
+        e.state.metrics = {"f1": 0.5833, "dice": 0.5}
+
+    engine.add_event_handler(Events.EPOCH_COMPLETED, details)
+    saver = GroupedMetricsSaver(str(tmp_path), batch_transform=lambda b: b["meta"],
+                                groups={"testA": "^testA_", "testB": "^testB_"})  # fmt: skip
+    saver.attach(engine)
+    engine.run(batches, max_epochs=1)
+    per_image = (tmp_path / "metrics_per_image.csv").read_text().splitlines()
+    assert per_image == [
+        "filename,group,f1,dice",
+        "/d/testA_1.png,testA,0.5000,0.3000",
+        "/d/testB_1.png,testB,1.0000,0.7000",
+        "/d/testA_2.png,testA,nan,1.0000",
+        "/d/other.png,all,0.2500,0.0000",
+    ]
+    assert (tmp_path / "metrics_by_group.csv").read_text().splitlines() == [
+        "group,images,f1,dice",
+        "testA,2,0.5000,0.6500",  # NaN left out of the mean
+        "testB,1,1.0000,0.7000",
+        f"all,4,{(0.5 + 1.0 + 0.25) / 3:.4f},0.5000",
+    ]
+    assert (tmp_path / "f1_raw.csv").is_file() and (tmp_path / "metrics.csv").is_file()  # MetricsSaver's files too
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    with pytest.raises(ValueError, match="reserved"):
+        GroupedMetricsSaver(str(tmp_path), groups={"all": "x"})
+    with pytest.raises(ValueError, match="regular expression"):
+        GroupedMetricsSaver(str(tmp_path), groups={"a": "("})
+
+
+def test_blockwise_max_distance_is_exact():
+    """The blockwise pruning of the Hausdorff distance gives the brute-force maximum on random masks and points."""
+    from scipy.spatial import cKDTree
+
+    from medt_monai.metrics.instances import _max_distance
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        mask = rng.random((int(rng.integers(30, 120)), int(rng.integers(30, 120)))) < rng.uniform(0.05, 0.9)
+        tree = cKDTree(rng.uniform(-50, 170, (int(rng.integers(1, 40)), 2)))
+        offset = rng.integers(-5, 5, 2)
+        assert _max_distance(mask, tree, offset) == pytest.approx(tree.query(np.argwhere(mask) + offset)[0].max())

@@ -123,8 +123,7 @@ class GroupedMetricsSaver(MetricsSaver):
             if name in wanted or "*" in wanted:
                 v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
                 v = v.reshape(len(v), -1).astype(np.float64) if v.ndim else v.reshape(1, 1)
-                with np.errstate(all="ignore"):
-                    columns[name] = np.array([_nanmean(row) for row in v])
+                columns[name] = np.array([_nanmean(row) for row in v])
         if not columns:
             return
         for name, col in columns.items():
@@ -133,7 +132,8 @@ class GroupedMetricsSaver(MetricsSaver):
         d = self.deli
         group = [self.group_of(f) for f in images]
         rows = [d.join(["filename", "group", *columns])]
-        rows += [d.join([f, g, *(f"{c[i]:.4f}" for c in columns.values())]) for i, (f, g) in enumerate(zip(images, group))]
+        for i, (filename, name) in enumerate(zip(images, group)):
+            rows.append(d.join([filename, name, *(f"{c[i]:.4f}" for c in columns.values())]))
         save_dir = Path(self.save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(save_dir / "metrics_per_image.csv", "\n".join(rows) + "\n")

@@ -2,7 +2,8 @@
 
 Everything works on label maps of any number of spatial dimensions (no channel dimension), 0 = background. The
 per-object work is vectorised: areas and pairwise intersections come from one ``numpy.bincount`` over the pixel
-pairs, Hausdorff distances from Euclidean distance transforms on the bounding box of the two objects only.
+pairs, Hausdorff distances from KD-trees of object boundaries, queried only with the pixels of one object that lie
+outside the other.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import numpy as np
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_data_type
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from skimage.measure import label as _connected_components
 
 __all__ = ["label_objects", "ObjectOverlap", "object_metrics_enabled"]
+
+_BLOCK = 8  # side of the pixel blocks of _max_distance
 
 
 def _as_numpy(x: NdarrayOrTensor) -> np.ndarray:
@@ -55,6 +59,39 @@ def label_objects(mask: NdarrayOrTensor, connectivity: int | None = None, min_si
         lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
         labels = lut[labels]
     return labels
+
+
+def _max_distance(points: np.ndarray, tree: cKDTree, offset: np.ndarray) -> float:
+    """Exact ``max`` over the True pixels of ``points`` (a mask whose pixel 0 is at ``offset``) of the distance to the
+    nearest point of ``tree``; 0 for an empty mask.
+
+    Large masks are cut into blocks of ``_BLOCK`` pixels per side; one pixel per block is measured, and only blocks
+    whose bound (that distance + the block's diagonal: the distance is 1-Lipschitz) exceeds the largest measured
+    distance are measured pixel by pixel.
+    """
+    n = int(np.count_nonzero(points))
+    if n == 0:
+        return 0.0
+    if n <= 64 * _BLOCK:
+        return float(tree.query(np.argwhere(points) + offset)[0].max())
+    ndim, b = points.ndim, _BLOCK
+    padded = np.pad(points, [(0, -size % b) for size in points.shape])
+    grid = [size // b for size in padded.shape]
+    # (g0, b, g1, b, ...) -> (g0, g1, ..., b, b, ...) -> (blocks, b**ndim)
+    blocks = padded.reshape([v for g in grid for v in (g, b)])
+    blocks = blocks.transpose([*range(0, 2 * ndim, 2), *range(1, 2 * ndim, 2)]).reshape(-1, b**ndim)
+    occupied = np.flatnonzero(blocks.any(axis=1))
+    corner = np.stack(np.unravel_index(occupied, grid), axis=1) * b + offset  # (m, ndim) first pixel of each block
+    first = np.stack(np.unravel_index(blocks[occupied].argmax(axis=1), (b,) * ndim), axis=1)
+    measured = tree.query(corner + first)[0]
+    best = float(measured.max())
+    open_blocks = occupied[measured + (b - 1) * np.sqrt(ndim) > best]
+    if len(open_blocks):
+        inner = np.argwhere(blocks[open_blocks])  # (k, 2): block row, position in block
+        pixels = np.stack(np.unravel_index(open_blocks[inner[:, 0]], grid), axis=1) * b + offset
+        pixels += np.stack(np.unravel_index(inner[:, 1], (b,) * ndim), axis=1)
+        best = max(best, float(tree.query(pixels)[0].max()))
+    return best
 
 
 def _sequential(labels: np.ndarray, what: str) -> tuple[np.ndarray, int]:
@@ -169,17 +206,52 @@ class ObjectOverlap:
     def hausdorff(self, gt_index: int, pred_index: int) -> float:
         """Symmetric Hausdorff distance (pixels, Euclidean, over all pixels of both objects) of one pair.
 
-        Both objects are cut out of their common bounding box, where two distance transforms give each object's
-        distance to the other.
+        The nearest pixel of an object to a pixel outside it always lies on the object's inner boundary, so each
+        direction queries a KD-tree of the other object's boundary with the pixels that lie outside the other object
+        (see :func:`_max_distance` for how most of them are skipped exactly).
         """
         start, stop = self._boxes
         j = self.n_gt + pred_index
-        crop = tuple(slice(lo, hi) for lo, hi in zip(np.minimum(start[gt_index], start[j]), np.maximum(stop[gt_index], stop[j])))
+        lows, highs = np.minimum(start[gt_index], start[j]), np.maximum(stop[gt_index], stop[j])
+        crop = tuple(slice(lo, hi) for lo, hi in zip(lows, highs))
         g = self.gt[crop] == gt_index + 1
         p = self.pred[crop] == pred_index + 1
-        to_g = ndimage.distance_transform_edt(~g)
-        to_p = ndimage.distance_transform_edt(~p)
-        return float(max(to_p[g].max(), to_g[p].max()))
+        return max(
+            _max_distance(p & ~g, self._tree(gt_index), lows), _max_distance(g & ~p, self._tree(j), lows)
+        )
+
+    def boundary_hausdorff(self, gt_index: int, pred_index: int) -> float:
+        """A lower bound of :meth:`hausdorff` for two objects that do not overlap: the Hausdorff distance of their
+        inner boundaries (exact unless one object encloses the other)."""
+        g, p = self._edges[gt_index], self._edges[self.n_gt + pred_index]
+        return float(max(self._tree(gt_index).query(p)[0].max(), self._tree(self.n_gt + pred_index).query(g)[0].max()))
+
+    @cached_property
+    def _edges(self) -> list[np.ndarray]:
+        """Inner boundary pixels (global (n, ndim) coordinates) of every ground-truth then every predicted object:
+        the object's pixels with a face neighbour that is not theirs."""
+        edges = []
+        for lab, n in ((self.gt, self.n_gt), (self.pred, self.n_pred)):
+            mask = np.zeros(lab.shape, dtype=bool)
+            for axis in range(lab.ndim):
+                step = np.diff(lab, axis=axis) != 0
+                lo = [slice(None)] * lab.ndim
+                hi = [slice(None)] * lab.ndim
+                lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+                mask[tuple(lo)] |= step
+                mask[tuple(hi)] |= step
+            mask &= lab > 0
+            coords, ids = np.argwhere(mask), lab[mask]
+            order = np.argsort(ids, kind="stable")
+            edges += np.split(coords[order], np.cumsum(np.bincount(ids, minlength=n + 1)[1:])[:-1])
+        return edges
+
+    def _tree(self, index: int) -> cKDTree:
+        """KD-tree of the boundary pixels of object ``index`` (ground truth 0..n_gt-1, then predicted), cached."""
+        trees = self.__dict__.setdefault("_trees", {})
+        if index not in trees:
+            trees[index] = cKDTree(self._edges[index])
+        return trees[index]
 
     def hausdorff_lower_bound(self, index: int, of_gt: bool) -> np.ndarray:
         """Lower bounds of the Hausdorff distance of one object to every object of the other map, from bounding boxes.

@@ -125,8 +125,9 @@ def compute_object_hausdorff_distance(pred: NdarrayOrTensor, gt: NdarrayOrTensor
     ``0.5 * (sum_i g_i H(G_i, S*(G_i)) + sum_j s_j H(G*(S_j), S_j))`` with the weights and maximally overlapping
     partners of :func:`compute_object_dice`; ``H`` is the symmetric Hausdorff distance (Euclidean, over all pixels of
     both objects, as the GlaS code's ``Hausdorff``). An object that overlaps no object of the other map is compared
-    with the object of the other map nearest to it by Hausdorff distance (as the GlaS code does; found with a
-    bounding-box lower bound, so only the closest candidates are measured). Ties go to the smaller id.
+    with the object of the other map nearest to it by Hausdorff distance (as the GlaS code does; found with
+    bounding-box and outline lower bounds, so only the closest candidates are measured exactly). Ties go to the
+    smaller id.
 
     Args:
         pred: predicted instance map, spatial dims only; integer ids, 0 = background.
@@ -149,13 +150,16 @@ def compute_object_hausdorff_distance(pred: NdarrayOrTensor, gt: NdarrayOrTensor
             cache[(g, p)] = o.hausdorff(g, p)
         return cache[(g, p)]
 
-    def nearest(index: int, of_gt: bool) -> float:
+    def nearest(index: int, of_gt: bool) -> float:  # the object overlaps no object of the other map
         bound = o.hausdorff_lower_bound(index, of_gt)
         best, best_k = np.inf, -1
-        for k in np.lexsort((np.arange(len(bound)), bound)):  # by lower bound, then id
+        for k in np.lexsort((np.arange(len(bound)), bound)):  # by bounding-box bound, then id
             if bound[k] > best:
                 break
-            d = distance(index, int(k)) if of_gt else distance(int(k), index)
+            pair = (index, int(k)) if of_gt else (int(k), index)
+            if pair not in cache and o.boundary_hausdorff(*pair) > best:  # a tighter bound, from the outlines
+                continue
+            d = distance(*pair)
             if d < best or (d == best and k < best_k):
                 best, best_k = d, int(k)
         return best
@@ -261,7 +265,9 @@ class ObjectMetric(CumulativeIterationMetric):
         get_not_nans: bool = False,
     ) -> None:
         super().__init__()
-        if connectivity is not None and (isinstance(connectivity, bool) or int(connectivity) != connectivity or connectivity < 1):
+        if connectivity is not None and (
+            isinstance(connectivity, bool) or int(connectivity) != connectivity or connectivity < 1
+        ):
             raise ValueError(f"connectivity must be None or an integer >= 1, got {connectivity!r}.")
         if isinstance(min_size, bool) or int(min_size) != min_size or min_size < 0:
             raise ValueError(f"min_size must be an integer >= 0 (pixels), got {min_size!r}.")
