@@ -49,7 +49,8 @@ def _write_split(items: list[dict], dest: Path) -> None:
         except OSError as e:
             raise ValueError(f"{item['image']}: cannot convert ({e}).") from e
         Image.fromarray(mask, mode="L").save(dest / "labelcol" / f"{name}.png")
-        Image.fromarray(inst.astype(np.uint16 if inst.max() > 255 else np.uint8)).save(dest / "labelinst" / f"{name}.png")
+        inst = inst.astype(np.uint16 if inst.max() > 255 else np.uint8)  # 16-bit only for > 255 objects
+        Image.fromarray(inst).save(dest / "labelinst" / f"{name}.png")
 
 
 def prepare(

@@ -72,7 +72,7 @@ def _max_distance(points: np.ndarray, tree: cKDTree, offset: np.ndarray) -> floa
     n = int(np.count_nonzero(points))
     if n == 0:
         return 0.0
-    if n <= 64 * _BLOCK:
+    if n <= 8 * _BLOCK**2:  # small: measuring every pixel is cheaper than the blocks
         return float(tree.query(np.argwhere(points) + offset)[0].max())
     ndim, b = points.ndim, _BLOCK
     padded = np.pad(points, [(0, -size % b) for size in points.shape])
@@ -246,12 +246,15 @@ class ObjectOverlap:
             edges += np.split(coords[order], np.cumsum(np.bincount(ids, minlength=n + 1)[1:])[:-1])
         return edges
 
+    @cached_property
+    def _trees(self) -> dict[int, cKDTree]:
+        return {}
+
     def _tree(self, index: int) -> cKDTree:
         """KD-tree of the boundary pixels of object ``index`` (ground truth 0..n_gt-1, then predicted), cached."""
-        trees = self.__dict__.setdefault("_trees", {})
-        if index not in trees:
-            trees[index] = cKDTree(self._edges[index])
-        return trees[index]
+        if index not in self._trees:
+            self._trees[index] = cKDTree(self._edges[index])
+        return self._trees[index]
 
     def hausdorff_lower_bound(self, index: int, of_gt: bool) -> np.ndarray:
         """Lower bounds of the Hausdorff distance of one object to every object of the other map, from bounding boxes.
