@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Convert an official GlaS or MoNuSeg download into the MedT layout the bundle reads.
 
-Output: ``<out>/<split>/img/<name>.png`` (RGB) and ``<out>/<split>/labelcol/<name>.png``
-(uint8 0/255), i.e. ``dataset_splits("medt", root=<out>)`` / bundle ``--dataset medt --data_dir <out>``.
+Output: ``<out>/<split>/img/<name>.png`` (RGB), ``<out>/<split>/labelcol/<name>.png`` (uint8 0/255) and
+``<out>/<split>/labelinst/<name>.png`` (instance maps: 0 background, one id per gland / nucleus; 8-bit, 16-bit
+when there are more than 255 objects), i.e. ``dataset_splits("medt", root=<out>)`` / bundle ``--dataset medt
+--data_dir <out>``.
 
 - GlaS (https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/): ``--glas <unzipped folder>``;
-  ``train_N`` -> ``train/``, ``testA_N`` and ``testB_N`` -> ``test/``; instance masks -> binary.
+  ``train_N`` -> ``train/``, ``testA_N`` and ``testB_N`` -> ``test/``; instance masks -> binary (and kept as
+  ``labelinst/``).
   Cite Sirinukunwattana et al., Medical Image Analysis 2017, and Sirinukunwattana et al., IEEE TMI 2015.
   Research use only, no commercial use.
 - MoNuSeg (https://monuseg.grand-challenge.org/Data/): ``--monuseg-train <folder>`` (with
   ``Tissue Images/`` and ``Annotations/``) and optionally ``--monuseg-test <folder>``; XML polygons
-  are rasterised. Cite Kumar et al., IEEE TMI 2017 and 2020. CC BY-NC-SA 4.0.
+  are rasterised (masks and instance maps). Cite Kumar et al., IEEE TMI 2017 and 2020. CC BY-NC-SA 4.0.
 
 The output is written into a temporary folder next to ``<out>`` and renamed at the end; on any
 error the temporary folder is removed, so ``<out>`` is either complete or absent.
@@ -28,12 +31,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medt_monai.data import glas_datalist, monuseg_datalist
+from medt_monai.data import INSTANCE_KEY, glas_datalist, monuseg_datalist
 
 
 def _write_split(items: list[dict], dest: Path) -> None:
-    (dest / "img").mkdir(parents=True, exist_ok=True)
-    (dest / "labelcol").mkdir(parents=True, exist_ok=True)
+    for sub in ("img", "labelcol", "labelinst"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
     for item in items:
         name = Path(item["image"]).stem
         try:
@@ -41,9 +44,13 @@ def _write_split(items: list[dict], dest: Path) -> None:
                 im.convert("RGB").save(dest / "img" / f"{name}.png")
             with Image.open(item["label"]) as m:
                 mask = (np.asarray(m.convert("L")) > 0).astype(np.uint8) * 255
+            with Image.open(item[INSTANCE_KEY]) as m:
+                inst = np.asarray(m)
         except OSError as e:
             raise ValueError(f"{item['image']}: cannot convert ({e}).") from e
         Image.fromarray(mask, mode="L").save(dest / "labelcol" / f"{name}.png")
+        inst = inst.astype(np.uint16 if inst.max() > 255 else np.uint8)  # 16-bit only for > 255 objects
+        Image.fromarray(inst).save(dest / "labelinst" / f"{name}.png")
 
 
 def prepare(

@@ -13,7 +13,8 @@ subprocess per model, so what this script measures is exactly what a user gets:
 - evaluation: ``bundle/configs/evaluate.json`` on the test split, in eval mode, predictions resized back to each
   image's original size; per-image foreground Dice (= F1 for binary masks) and IoU, averaged over images as the
   paper does. An image with an empty ground-truth mask would be left out of the mean (MONAI's ``ignore_empty``);
-  GlaS and MoNuSeg have none.
+  GlaS and MoNuSeg have none. Where the test images have instance labels, also the object-level metrics of
+  ``medt_monai.metrics`` (object F1 / Dice / Hausdorff of GlaS, AJI and PQ), averaged over images.
 
 Results go to ``<out>/<dataset>/<model>/`` (bundle outputs, ``result.json``, logs) and the tables to
 ``<out>/results.csv`` / ``<out>/results.md``. Finished models are skipped when the script is run again, and an
@@ -74,6 +75,10 @@ PAPER = {
                 "axial_unet": (76.83, 62.49), "gated_axial_unet": (76.44, 62.01), "logo": (79.56, 66.17),
                 "medt": (79.55, 66.17)},
 }
+
+
+#: the object-level metrics evaluate.json reports where the test images have instance labels (``test_<name>``)
+OBJECT_METRICS = ["object_f1", "object_dice", "object_hausdorff", "aji", "pq"]
 
 
 def bundle_args(overrides: dict[str, object]) -> list[str]:
@@ -173,6 +178,8 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
     eval_seconds = run_logged(cmd + bundle_args({**common, "ckpt_path": str(run_dir / "model.pt")}), log, env)
     dice = per_image(run_dir / "test_mean_dice_raw.csv")
     iou = per_image(run_dir / "test_mean_iou_raw.csv")
+    with open(run_dir / "metrics.csv") as f:
+        means = {name: float(value) for name, value in csv.reader(f)}
     result = {
         "dataset": dataset,
         "model": model,
@@ -182,6 +189,7 @@ def run_model(dataset: str, size: int, epochs: int, model: str, args: argparse.N
         "f1": 100 * sum(dice.values()) / len(dice),
         "iou": 100 * sum(iou.values()) / len(iou),
         "test_images": len(dice),
+        **{key: means[f"test_{key}"] for key in OBJECT_METRICS if f"test_{key}" in means},
         "parameters": count_parameters(common, args.recipe),
         "train_minutes": training_minutes(log),
         "eval_seconds": eval_seconds,
@@ -239,7 +247,7 @@ def best_validation(run_dir: Path) -> dict:
 def tables(results: list[dict], out: Path) -> None:
     """Write ``results.csv`` and ``results.md`` (one table per data set, with the paper's numbers beside ours)."""
     keys = ["dataset", "model", "img_size", "epochs", "best_epoch", "val_f1", "val_iou", "f1", "iou", "test_images",
-            "parameters", "train_minutes", "eval_seconds", "threads"]
+            *OBJECT_METRICS, "parameters", "train_minutes", "eval_seconds", "threads"]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -248,14 +256,18 @@ def tables(results: list[dict], out: Path) -> None:
     for dataset in dict.fromkeys(r["dataset"] for r in results):
         rows = [r for r in results if r["dataset"] == dataset]
         lines += [f"### {dataset} ({rows[0]['img_size']}×{rows[0]['img_size']}, {rows[0]['test_images']} test images)",
-                  "", "| Model | Test F1 | Test IoU | Paper F1 / IoU | Val F1 (best epoch) | Parameters | Epochs | "
-                  "Training time |", "|---|---|---|---|---|---|---|---|"]
+                  "", "| Model | Test F1 | Test IoU | Paper F1 / IoU | Object F1 / Dice / Hausdorff | AJI / PQ | "
+                  "Val F1 (best epoch) | Parameters | Epochs | Training time |", "|---" * 10 + "|"]
         for r in rows:
             paper = PAPER.get(dataset, {}).get(r["model"])
+            glas = (f"{100 * r['object_f1']:.2f} / {100 * r['object_dice']:.2f} / {r['object_hausdorff']:.1f}"
+                    if "object_f1" in r else "–")  # fmt: skip
+            nuclei = f"{100 * r['aji']:.2f} / {100 * r['pq']:.2f}" if "aji" in r else "–"
             lines.append(
                 f"| {LABELS[r['model']]} | {r['f1']:.2f} | {r['iou']:.2f} | "
-                f"{f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else '–'} | {r['val_f1']:.2f} ({r['best_epoch']}) | "
-                f"{r['parameters']:,} | {r['epochs']} | {r['train_minutes']:.1f} min |")
+                f"{f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else '–'} | {glas} | {nuclei} | "
+                f"{r['val_f1']:.2f} ({r['best_epoch']}) | {r['parameters']:,} | {r['epochs']} | "
+                f"{r['train_minutes']:.1f} min |")
         lines.append("")
     (out / "results.md").write_text("\n".join(lines))
 

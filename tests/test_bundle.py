@@ -33,6 +33,9 @@ METADATA = str(CONFIGS / "metadata.json")
 SCHEMA = BUNDLE / "docs" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the file published by MONAI (MONAI-extra-test-data 0.8.1)
 
+PIXEL_METRICS = ["test_mean_dice", "test_mean_iou"]
+OBJECT_METRICS = ["test_object_f1", "test_object_dice", "test_object_hausdorff", "test_aji", "test_pq"]
+
 IMG = 64  # MedT needs a multiple of 64 (4x4 patch grid of 16x16 patches)
 N_TRAIN, N_VAL, N_TEST = 8, 3, 3
 
@@ -128,23 +131,91 @@ def test_evaluate_writes_per_image_and_mean_metrics_on_the_test_split(work, trai
     log = _ok(_run(args))
     assert "test_mean_dice" in log
     metrics = dict(line.split(",") for line in (out / "metrics.csv").read_text().split())
-    assert set(metrics) == {"test_mean_dice", "test_mean_iou"}
+    assert set(metrics) == set(PIXEL_METRICS + OBJECT_METRICS)  # the demo set has gland instance labels
     # progress, then one summary line with the count, the time and the metrics of metrics.csv
     assert f"[{N_TEST}/{N_TEST}]" in log, log[-3000:]
-    summary = re.search(rf"{N_TEST} images in [\d.]+ s \([\d.]+ s per image\); test_mean_dice ([\d.]+), "
-                        r"test_mean_iou ([\d.]+)\n", log)  # fmt: skip
+    summary = re.search(rf"{N_TEST} images in [\d.]+ s \([\d.]+ s per image\); (.*)\n", log)
     assert summary, log[-3000:]
-    assert float(summary[1]) == pytest.approx(float(metrics["test_mean_dice"]), abs=1e-4)
-    assert float(summary[2]) == pytest.approx(float(metrics["test_mean_iou"]), abs=1e-4)
-    for name in ("test_mean_dice", "test_mean_iou"):
+    logged = dict(item.split(" ") for item in summary[1].split(", "))
+    for name in PIXEL_METRICS:
+        assert float(logged[name]) == pytest.approx(float(metrics[name]), abs=1e-4)
+    for name in PIXEL_METRICS + OBJECT_METRICS:
         rows = (out / f"{name}_raw.csv").read_text().strip().splitlines()
         assert rows[0].startswith("filename"), rows[0]
         files = [r.split(",")[0] for r in rows[1:]]
         assert len(files) == N_TEST and all("/test/" in f for f in files), files  # the test split, per image
         values = [float(r.split(",")[-1]) for r in rows[1:]]
-        assert all(np.isnan(v) or 0.0 <= v <= 1.0 for v in values)
-        # the mean in metrics.csv is the mean of the per-image values (images with an empty ground truth are NaN)
-        assert abs(np.nanmean(values) - float(metrics[name])) < 1e-4
+        if name == "test_object_hausdorff":
+            assert all(np.isnan(v) or v >= 0.0 for v in values)  # pixels
+        else:
+            assert all(np.isnan(v) or 0.0 <= v <= 1.0 for v in values)
+        # the mean in metrics.csv is the mean of the per-image values (NaN images left out; all NaN: NaN)
+        mean = np.nanmean(values) if not np.isnan(values).all() else np.nan
+        assert float(metrics[name]) == pytest.approx(mean, abs=1e-4, nan_ok=True), name
+    # all metrics side by side, per image and for the whole split
+    table = _csv(out / "metrics_per_image.csv")
+    assert [r["filename"] for r in table] == files and {r["group"] for r in table} == {"all"}
+    assert set(table[0]) == {"filename", "group", *PIXEL_METRICS, *OBJECT_METRICS}
+    (row,) = _csv(out / "metrics_by_group.csv")
+    assert row["group"] == "all" and row["images"] == str(N_TEST)
+    for name in PIXEL_METRICS + OBJECT_METRICS:
+        assert float(row[name]) == pytest.approx(float(metrics[name]), abs=1e-4, nan_ok=True), name
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluate_reports_the_glas_test_parts_separately(work, trained, tmp_path):
+    """Images named ``testA_*`` / ``testB_*`` (the official GlaS test parts) get a row each in metrics_by_group.csv."""
+    src = sorted((work["demo"] / "test" / "img").glob("*.png"))[:3]
+    items = []
+    for name, img in zip(["testA_1", "testA_2", "testB_1"], src):
+        for sub in ("img", "labelcol", "labelinst"):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            (tmp_path / sub / f"{name}.png").write_bytes((img.parent.parent / sub / img.name).read_bytes())
+        items.append({k: str(tmp_path / sub / f"{name}.png") for k, sub in
+                      (("image", "img"), ("label", "labelcol"), ("instance", "labelinst"))})  # fmt: skip
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"validate#dataset#data": items}))
+    out = tmp_path / "eval"
+    args = [
+        "run", "--config_file", _configs(TRAIN, EVALUATE, str(data)), *work["common"],
+        "--output_dir", str(out), "--ckpt_path", str(trained["model"]),
+    ]  # fmt: skip
+    _ok(_run(args))
+    per_image = {Path(r["filename"]).stem: r for r in _csv(out / "metrics_per_image.csv")}
+    assert {k: r["group"] for k, r in per_image.items()} == {"testA_1": "testA", "testA_2": "testA", "testB_1": "testB"}
+    groups = {r["group"]: r for r in _csv(out / "metrics_by_group.csv")}
+    assert list(groups) == ["testA", "testB", "all"] and [groups[g]["images"] for g in groups] == ["2", "1", "3"]
+    for name in PIXEL_METRICS + OBJECT_METRICS:
+        values = {k: float(r[name]) for k, r in per_image.items()}
+        a = [values["testA_1"], values["testA_2"]]
+        mean_a = np.nanmean(a) if not np.isnan(a).all() else np.nan
+        assert float(groups["testA"][name]) == pytest.approx(mean_a, abs=2e-4, nan_ok=True), name
+        assert float(groups["testB"][name]) == pytest.approx(values["testB_1"], abs=2e-4, nan_ok=True), name
+
+
+def test_evaluate_skips_object_metrics_without_instance_labels(caplog):
+    """A data set without instance labels gets the pixel metrics only, and one log line says why (no error)."""
+    import logging
+
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([TRAIN, EVALUATE])
+    parser["validate#dataset#data"] = [{"image": "a.png", "label": "a_mask.png"}, {"image": "b.png", "label": "b.png"}]
+    with caplog.at_level(logging.INFO, logger="medt_monai.metrics"):
+        metrics = parser.get_parsed_content("validate#evaluator#additional_metrics")
+    assert set(metrics) == {"test_mean_iou"}
+    lines = [r.getMessage() for r in caplog.records if r.name == "medt_monai.metrics"]
+    assert len(lines) == 1 and "skipped" in lines[0] and "2 of 2" in lines[0], lines
+    parser["validate#dataset#data"] = [{"image": "a.png", "label": "a_mask.png", "instance": "a_inst.png"}]
+    parser.parse()  # forget the values resolved above
+    assert set(parser.get_parsed_content("validate#evaluator#additional_metrics")) == {"test_mean_iou", *OBJECT_METRICS}
 
 
 def test_inference_writes_masks_at_the_original_size(work, trained, tmp_path):
@@ -235,7 +306,8 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
         dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
         assert dice > 0.8, f"{name}: Dice {dice:.3f} of the shipped model"
 
-    # evaluate.json (flip TTA on, as shipped) on the held-out split: docs/results.md reports F1 80.26, IoU 68.52
+    # evaluate.json (flip TTA on, as shipped) on the held-out split: docs/results.md reports F1 80.26, IoU 68.52 and
+    # the object-level scores (the split's labelinst/ instance labels)
     _ok(_run(["run", "--config_file", _configs(TRAIN, EVALUATE), "--dataset", "glas", "--data_dir", str(GLAS.parent),
               "--output_dir", str(tmp_path / "eval")]))
     for name, documented in (("test_mean_dice", 0.8026), ("test_mean_iou", 0.6852)):
@@ -243,6 +315,11 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
             rows = f.read().splitlines()[1:]
         assert len(rows) == 13
         assert np.mean([float(r.split(",")[-1]) for r in rows]) == pytest.approx(documented, abs=5e-4), name
+    metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
+    documented = {"test_object_f1": 0.4218, "test_object_dice": 0.5505, "test_object_hausdorff": 242.12,
+                  "test_aji": 0.3228, "test_pq": 0.2620}  # fmt: skip
+    for name, value in documented.items():
+        assert float(metrics[name]) == pytest.approx(value, rel=2e-3), name
 
 
 def test_inference_on_nifti_writes_nifti(work, trained, tmp_path):

@@ -128,6 +128,9 @@ def test_demo_dataset(tmp_path):
         assert im.mode == "RGB" and m.mode == "L" and im.size == m.size
         vals = set(np.unique(np.asarray(m)).tolist())
         assert vals <= {0, 255} and 255 in vals
+        inst = np.asarray(Image.open(root / "train" / "labelinst" / img.name))
+        assert np.array_equal(inst > 0, np.asarray(m) > 0)  # the glands of the mask, numbered 1..n
+        assert set(np.unique(inst).tolist()) == set(range(int(inst.max()) + 1))
         sizes.add(im.size)
     assert sizes == {(128, 128), (160, 128)}
     # idempotent: second call returns immediately without rewriting
@@ -177,7 +180,8 @@ def test_unknown_name():
 def test_demo_splits(tmp_path):
     s = D.dataset_splits("demo", root=tmp_path / "d")
     assert {k: len(v) for k, v in s.items()} == {"train": 40, "validation": 10, "test": 10}
-    assert all(set(d) == {"image", "label"} for v in s.values() for d in v)
+    assert all(set(d) == {"image", "label", "instance"} for v in s.values() for d in v)
+    assert all(Path(d["instance"]).parent.name == "labelinst" for v in s.values() for d in v)
 
 
 def test_medt_layout_carving_and_kfold(tmp_path):
@@ -210,6 +214,55 @@ def test_medt_layout_existing_splits(tmp_path):
     assert len(s["train"]) == 3
 
 
+def test_medt_layout_instance_labels(tmp_path):
+    _pair_folder(tmp_path, ["a", "b"], img="train/img", msk="train/labelcol")
+    s = D.dataset_splits("medt", root=tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert all("instance" not in d for d in s["train"])  # no labelinst/: no instance key
+    inst = np.zeros((24, 32), np.uint8)
+    inst[4:12, 5:12], inst[4:12, 12:20] = 1, 2  # two touching glands
+    _png(tmp_path / "train" / "labelinst" / "a.png", inst)
+    with pytest.raises(FileNotFoundError, match=r"instance label missing for image .*b\.png"):
+        D.dataset_splits("medt", root=tmp_path, val_fraction=0.0, test_fraction=0.0)
+    _png(tmp_path / "train" / "labelinst" / "b.bmp", inst)  # any extension
+    s = D.dataset_splits("medt", root=tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert [Path(d["instance"]).name for d in s["train"]] == ["a.png", "b.bmp"]
+    _png(tmp_path / "train" / "labelinst" / "b.bmp", inst[:20])
+    with pytest.raises(ValueError, match=r"instance map .*b\.bmp has size"):
+        D.dataset_splits("medt", root=tmp_path, val_fraction=0.0, test_fraction=0.0)
+
+
+def test_medt_layout_monuseg_xml_instances(tmp_path):
+    square, triangle = [(10, 5), (30, 5), (30, 25), (10, 25)], [(40, 40), (59.5, 40), (40, 59.5)]
+    _png(tmp_path / "test" / "img" / "a.png", np.zeros((64, 64, 3), np.uint8))
+    _png(tmp_path / "test" / "labelcol" / "a.png", np.zeros((64, 64), np.uint8))
+    (tmp_path / "test" / "xml").mkdir()
+    (tmp_path / "test" / "xml" / "a.xml").write_text(_XML.format(regions=_region(1, square) + _region(2, triangle)))
+    item = D.medt_layout_datalist(tmp_path / "test")[0]
+    inst = np.asarray(Image.open(item["instance"]))
+    assert set(np.unique(inst).tolist()) == {0, 1, 2} and inst[15, 20] == 1 and inst[45, 45] == 2
+    assert np.array_equal(inst, D.rasterize_xml_instances(tmp_path / "test" / "xml" / "a.xml", (64, 64)))
+
+
+def test_instance_maps_with_many_objects_are_16_bit_and_load_exactly(tmp_path):
+    from monai.transforms import LoadImage
+
+    inst = (np.arange(40 * 50).reshape(40, 50) % 300).astype(np.int32)
+    DL._atomic_save_png(inst, tmp_path / "inst.png")
+    with Image.open(tmp_path / "inst.png") as im:
+        assert im.mode.startswith("I")  # 16-bit
+    loaded = LoadImage(image_only=True, ensure_channel_first=True, dtype=np.int32)(tmp_path / "inst.png")
+    assert np.array_equal(np.asarray(loaded[0]).T, inst)  # MONAI's PIL reader gives (W, H)
+
+
+def test_folder_layout_instances(tmp_path):
+    _pair_folder(tmp_path, ["a", "b", "c"])
+    assert all("instance" not in d for v in D.dataset_splits("folder", root=tmp_path).values() for d in v)
+    for n in "abc":
+        _png(tmp_path / "instances" / f"{n}.png", np.ones((24, 32), np.uint8))
+    s = D.dataset_splits("folder", root=tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert sorted(Path(d["instance"]).name for d in s["train"]) == ["a.png", "b.png", "c.png"]
+
+
 def test_glas_official_layout(tmp_path):
     rng = np.random.default_rng(0)
     for split, n in (("train", 6), ("testA", 2), ("testB", 1)):
@@ -224,6 +277,7 @@ def test_glas_official_layout(tmp_path):
     assert any("testA_1" in d["image"] for d in s["test"]) and any("testB_1" in d["image"] for d in s["test"])
     label = np.asarray(Image.open(s["train"][0]["label"]))
     assert set(np.unique(label).tolist()) == {0, 255} and (label > 0).sum() == 16 + 50
+    assert all(d["instance"].endswith("_anno.bmp") for v in s.values() for d in v)  # the original instance maps
     out = D.get_transforms("eval", img_size=32)(s["train"][0])
     assert set(out["label"].unique().tolist()) == {0.0, 1.0}
     (tmp_path / "train_7.bmp").write_bytes((tmp_path / "train_1.bmp").read_bytes())
@@ -249,8 +303,11 @@ def test_monuseg_xml(tmp_path):
     assert mask.dtype == np.uint8 and set(np.unique(mask).tolist()) == {0, 255}
     assert mask[15, 20] == 255 and mask[45, 45] == 255 and mask[2, 2] == 0 and mask[58, 58] == 0
     assert abs(int((mask[:32] > 0).sum()) - 20 * 20) <= 2 * 21
+    inst = D.rasterize_xml_instances(tmp_path / "Annotations" / "a.xml", (64, 64))
+    assert inst[15, 20] == 1 and inst[45, 45] == 2 and np.array_equal(inst > 0, mask > 0)  # one id per region
     items = D.monuseg_datalist(tmp_path)
     assert len(items) == 1 and np.array_equal(np.asarray(Image.open(items[0]["label"])), mask)
+    assert np.array_equal(np.asarray(Image.open(items[0]["instance"])), inst)
     cached = Path(items[0]["label"]).stat().st_mtime_ns
     assert D.monuseg_datalist(tmp_path)[0]["label"] == items[0]["label"]  # rasterised once
     assert Path(items[0]["label"]).stat().st_mtime_ns == cached
@@ -293,12 +350,13 @@ def test_decathlon_json_nifti(tmp_path):
         lab[12:16, 2:6] = 2
         nib.save(nib.Nifti1Image(img, np.eye(4)), tmp_path / f"img{i}.nii.gz")
         nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / f"lab{i}.nii.gz")
-        entries.append({"image": f"img{i}.nii.gz", "label": f"lab{i}.nii.gz"})
+        entries.append({"image": f"img{i}.nii.gz", "label": f"lab{i}.nii.gz", "instance": f"lab{i}.nii.gz"})
     js = tmp_path / "dataset.json"
     js.write_text(json.dumps({"training": entries[:5], "test": [entries[5]["image"]]}))
     s = D.dataset_splits("decathlon", root=js, val_fraction=0.2)
     assert len(s["train"]) == 4 and len(s["validation"]) == 1 and len(s["test"]) == 1
     assert Path(s["train"][0]["image"]).is_absolute() and "label" not in s["test"][0]
+    assert all(Path(d["instance"]) == tmp_path / Path(d["label"]).name for d in s["train"])  # resolved like label
     out = D.get_transforms("eval", img_size=32, in_channels=1, binary=False, intensity="percentile")(s["train"][0])
     assert out["image"].shape == (1, 32, 32) and float(out["image"].max()) <= 1.0
     assert set(out["label"].unique().tolist()) == {0.0, 1.0, 2.0}  # multi-class kept as integers
@@ -537,6 +595,8 @@ def test_prepare_data_glas_atomic(tmp_path):
     s = D.dataset_splits("medt", root=out)
     assert len(s["test"]) == 1 and len(s["train"]) + len(s["validation"]) == 2
     assert set(np.unique(np.asarray(Image.open(out / "train" / "labelcol" / "train_1.png"))).tolist()) == {0, 255}
+    assert np.array_equal(np.asarray(Image.open(out / "train" / "labelinst" / "train_1.png")), inst)  # ids kept
+    assert all(Path(d["instance"]).parent.name == "labelinst" for v in s.values() for d in v)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["glas", "out"]  # no temp folder left
     # a truncated image: error names it, nothing written
     data = (src / "train_2.bmp").read_bytes()

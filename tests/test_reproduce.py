@@ -93,6 +93,7 @@ def test_reproduce_then_figures_on_the_demo_set(tmp_path):
     for row in rows:
         assert row["test_images"] == "10" and row["epochs"] == "1" and row["best_epoch"] == "1"
         assert 0.0 <= float(row["iou"]) <= float(row["f1"]) <= 100.0
+        assert 0.0 <= float(row["object_f1"]) <= 1.0  # the demo set has gland instance labels
     assert int(rows[1]["parameters"]) == sum(p.numel() for p in MedT(img_size=64).parameters())
     table = (tmp_path / "runs" / "results.md").read_text()
     assert "| MedT, authors' gates |" in table and "| U-Net (MONAI `UNet`) |" in table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from medt_monai.data.datalists import (
     DATASET_NAMES,
     IMAGE_EXTENSIONS,
+    INSTANCE_KEY,
     check_pairs,
     dataset_splits,
     folder_datalist,
@@ -16,13 +17,14 @@ from medt_monai.data.datalists import (
 )
 from medt_monai.data.demo import default_data_dir, make_demo_dataset
 from medt_monai.data.inference import ReadableImages, UniqueOutputNames, image_datalist
-from medt_monai.data.monuseg import rasterize_xml, read_xml_polygons
+from medt_monai.data.monuseg import rasterize_xml, rasterize_xml_instances, read_xml_polygons
 from medt_monai.data.pipeline import BUNDLE_DIR, get_dataset, get_transforms, pil_to_rgb_or_gray
 
 __all__ = [
     "BUNDLE_DIR",
     "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
+    "INSTANCE_KEY",
     "ReadableImages",
     "UniqueOutputNames",
     "check_pairs",
@@ -39,6 +41,7 @@ __all__ = [
     "monuseg_datalist",
     "pil_to_rgb_or_gray",
     "rasterize_xml",
+    "rasterize_xml_instances",
     "read_xml_polygons",
     "split_datalist",
 ]

@@ -1,4 +1,5 @@
-"""MONAI datalists (lists of ``{"image", "label"}`` dicts) for the supported data layouts."""
+"""MONAI datalists (lists of ``{"image", "label"}`` dicts, plus ``"instance"`` where the data has instance labels)
+for the supported data layouts."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ __all__ = [
     "split_datalist",
     "image_size",
     "check_pairs",
+    "INSTANCE_KEY",
 ]
+
+#: datalist key of the ground-truth instance map (0 background, one id per gland / nucleus) where a data set has one
+INSTANCE_KEY = "instance"
 
 DATASET_NAMES = ("demo", "medt", "glas", "monuseg", "decathlon", "folder")
 PIL_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".gif")
@@ -85,16 +90,16 @@ def image_size(path: str | Path, full: bool = False) -> tuple[int, ...]:
 
 
 def check_pairs(datalist: Sequence[dict], verify: str = "header") -> None:
-    """Check each ``image``/``label`` pair: both readable and of the same spatial size.
+    """Check each ``image``/``label`` pair (and ``instance`` map where present): readable and of the same spatial size.
 
     Args:
-        datalist: list of ``{"image": path, "label": path}`` dicts.
+        datalist: list of ``{"image": path, "label": path}`` dicts (optionally with ``"instance": path``).
         verify: "header" (read headers only, fast), "full" (decode every image, detects
             truncated files) or "none".
 
     Raises:
         FileNotFoundError: a file is missing.
-        ValueError: a file is unreadable, or a mask's size differs from its image's
+        ValueError: a file is unreadable, or a mask's (or instance map's) size differs from its image's
             (the message names both files and sizes).
     """
     if verify not in ("header", "full", "none"):
@@ -103,14 +108,15 @@ def check_pairs(datalist: Sequence[dict], verify: str = "header") -> None:
         return
     for item in datalist:
         isize = image_size(item["image"], full=verify == "full")
-        if "label" not in item:
-            continue
-        lsize = image_size(item["label"], full=verify == "full")
-        if isize[:2] != lsize[:2]:
-            raise ValueError(
-                f"mask {item['label']} has size {lsize[:2]} (W, H) but its image {item['image']} has size "
-                f"{isize[:2]}; masks must have the size of their image."
-            )
+        for key, what in (("label", "mask"), (INSTANCE_KEY, "instance map")):
+            if key not in item:
+                continue
+            lsize = image_size(item[key], full=verify == "full")
+            if isize[:2] != lsize[:2]:
+                raise ValueError(
+                    f"{what} {item[key]} has size {lsize[:2]} (W, H) but its image {item['image']} has size "
+                    f"{isize[:2]}; {what}s must have the size of their image."
+                )
 
 
 def _list_images(folder: Path, what: str) -> dict[str, Path]:
@@ -149,8 +155,25 @@ def _pair(images: dict[str, Path], masks: dict[str, Path], mask_dir: Path, suffi
     return out
 
 
+def _add_instances(items: list[dict], instance_dir: Path) -> None:
+    """Add ``"instance"`` (the file in ``instance_dir`` named like the image, any extension) to every item."""
+    instances = _list_images(instance_dir, "instance label")
+    for item in items:
+        stem = _stem(Path(item["image"]))
+        if stem not in instances:
+            raise FileNotFoundError(
+                f"instance label missing for image {item['image']}: expected {instance_dir / stem}.<ext> "
+                f"(same name, any of {', '.join(IMAGE_EXTENSIONS)})."
+            )
+        item[INSTANCE_KEY] = str(instances[stem])
+
+
 def folder_datalist(
-    image_dir: str | Path, mask_dir: str | Path, mask_suffix: str = "", verify: str = "header"
+    image_dir: str | Path,
+    mask_dir: str | Path,
+    mask_suffix: str = "",
+    verify: str = "header",
+    instance_dir: str | Path | None = None,
 ) -> list[dict]:
     """Datalist of a generic image folder and mask folder matched by file name (extension may differ).
 
@@ -159,13 +182,17 @@ def folder_datalist(
         mask_dir: folder of masks named like their image (plus ``mask_suffix`` before the extension).
         mask_suffix: e.g. "_mask" for ``a.png`` / ``a_mask.png``.
         verify: see :func:`check_pairs`.
+        instance_dir: optional folder of ground-truth instance maps (0 background, one integer id per object) named
+            like their image; they become the items' ``"instance"`` (for the object-level metrics).
 
     Raises:
-        FileNotFoundError: a folder is missing, or an image has no mask.
+        FileNotFoundError: a folder is missing, or an image has no mask (or no instance map with ``instance_dir``).
         ValueError: empty folder, duplicate names, unreadable file, or size mismatch (names the file).
     """
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     items = _pair(_list_images(image_dir, "image"), _list_images(mask_dir, "mask"), mask_dir, mask_suffix)
+    if instance_dir is not None:
+        _add_instances(items, Path(instance_dir))
     check_pairs(items, verify)
     return items
 
@@ -173,20 +200,41 @@ def folder_datalist(
 def medt_layout_datalist(split_dir: str | Path, verify: str = "header") -> list[dict]:
     """Datalist of one split of the MedT layout: ``<split_dir>/img/*`` + ``<split_dir>/labelcol/*`` (same names).
 
+    Instance labels, where the split has them, become the items' ``"instance"``: ``<split_dir>/labelinst/*``
+    (instance maps named like the images, e.g. GlaS gland ids), else ``<split_dir>/xml/<name>.xml`` (MoNuSeg
+    polygons, rasterised once into instance maps under ``<split_dir>/.medt_monai_cache/`` or the user cache).
+
     Raises:
-        FileNotFoundError, ValueError: see :func:`folder_datalist`.
+        FileNotFoundError, ValueError: see :func:`folder_datalist`; a broken XML file names the file.
     """
     split_dir = Path(split_dir)
-    return folder_datalist(split_dir / "img", split_dir / "labelcol", verify=verify)
+    inst_dir = split_dir / "labelinst"
+    items = folder_datalist(
+        split_dir / "img", split_dir / "labelcol", verify=verify, instance_dir=inst_dir if inst_dir.is_dir() else None
+    )
+    xml_dir = split_dir / "xml"
+    if not inst_dir.is_dir() and xml_dir.is_dir():
+        cache = _default_cache(split_dir, "instances")
+        for item in items:
+            img = Path(item["image"])
+            xml = xml_dir / f"{_stem(img)}.xml"
+            if not xml.is_file():
+                raise FileNotFoundError(f"annotation missing for image {img}: expected {xml}.")
+            item[INSTANCE_KEY] = str(_cached_instances(xml, img, cache))
+    return items
 
 
 def _default_cache(root: Path, name: str) -> Path:
-    """A writable cache folder for derived masks: ``<root>/.medt_monai_cache/<name>`` or the user cache."""
+    """A writable cache folder for derived masks: ``<root>/.medt_monai_cache/<name>`` or the user cache.
+
+    A ``root`` without any write permission bit counts as read-only even for a user who could write there (root).
+    """
     cand = root / ".medt_monai_cache" / name
     try:
-        cand.mkdir(parents=True, exist_ok=True)
-        if os.access(cand, os.W_OK):
-            return cand
+        if root.stat().st_mode & 0o222 or cand.is_dir():
+            cand.mkdir(parents=True, exist_ok=True)
+            if os.access(cand, os.W_OK):
+                return cand
     except OSError:
         pass
     import hashlib
@@ -198,15 +246,35 @@ def _default_cache(root: Path, name: str) -> Path:
 
 
 def _atomic_save_png(arr: np.ndarray, dest: Path) -> None:
-    """Save a uint8 mask as PNG via a temporary file in the same folder + rename (never half-written)."""
+    """Save a mask as PNG via a temporary file in the same folder + rename (never half-written).
+
+    8-bit when every value fits (0/255 masks, instance maps with < 256 objects), else 16-bit.
+    """
+    if arr.size and int(arr.max()) > 65535:
+        raise ValueError(f"{dest}: {int(arr.max())} instances do not fit a 16-bit PNG.")
+    if arr.max(initial=0) <= 255:
+        im = Image.fromarray(arr.astype(np.uint8), mode="L")
+    else:
+        im = Image.fromarray(arr.astype(np.uint16))
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".png", dir=dest.parent)
     os.close(fd)
     try:
-        Image.fromarray(arr, mode="L").save(tmp, format="PNG")
+        im.save(tmp, format="PNG")
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _cached_instances(xml: Path, image: Path, cache: Path) -> Path:
+    """The instance map of a MoNuSeg XML file for ``image``, rasterised once into ``cache`` (redone when older)."""
+    from medt_monai.data.monuseg import rasterize_xml_instances
+
+    dest = cache / f"{_stem(image)}_instances.png"
+    if not dest.is_file() or dest.stat().st_mtime < xml.stat().st_mtime:
+        w, h = image_size(image)[:2]
+        _atomic_save_png(rasterize_xml_instances(xml, (h, w)), dest)
+    return dest
 
 
 def _binary_from_instances(path: Path) -> np.ndarray:
@@ -257,7 +325,7 @@ def glas_datalist(root: str | Path, cache_dir: str | Path | None = None, verify:
         dest = cache / f"{img.stem}.png"
         if not dest.is_file() or dest.stat().st_mtime < anno.stat().st_mtime:
             _atomic_save_png(_binary_from_instances(anno), dest)
-        out[split].append({"image": str(img), "label": str(dest), "instance": str(anno)})
+        out[split].append({"image": str(img), "label": str(dest), INSTANCE_KEY: str(anno)})
     if not out["train"]:
         raise ValueError(f"{root}: no train_N.bmp files; not the official GlaS layout.")
     for items in out.values():
@@ -269,15 +337,14 @@ def monuseg_datalist(root: str | Path, cache_dir: str | Path | None = None, veri
     """Datalist of an official MoNuSeg download: ``Tissue Images/*.tif`` + ``Annotations/*.xml``.
 
     Also accepts a folder holding the ``.tif`` and ``.xml`` files side by side (the official test
-    download). Each XML is rasterised once (:func:`medt_monai.data.rasterize_xml`) into a 0/255 PNG
-    under ``cache_dir`` (default ``<root>/.medt_monai_cache/monuseg``), written atomically.
+    download). Each XML is rasterised once (:func:`medt_monai.data.rasterize_xml_instances`) into an
+    instance map (``"instance"``, one id per nucleus) and its 0/255 mask (``"label"``), PNGs under
+    ``cache_dir`` (default ``<root>/.medt_monai_cache/monuseg``), written atomically.
 
     Raises:
         FileNotFoundError: ``root`` missing, or an image without its XML.
         ValueError: no images, unreadable image, or broken XML (names the file).
     """
-    from medt_monai.data.monuseg import rasterize_xml
-
     root = Path(root)
     img_dir, xml_dir = root / "Tissue Images", root / "Annotations"
     if not img_dir.is_dir():
@@ -294,11 +361,12 @@ def monuseg_datalist(root: str | Path, cache_dir: str | Path | None = None, veri
         xml = xml_dir / f"{img.stem}.xml"
         if not xml.is_file():
             raise FileNotFoundError(f"annotation missing for image {img}: expected {xml}.")
+        instances = _cached_instances(xml, img, cache)
         dest = cache / f"{img.stem}.png"
-        if not dest.is_file() or dest.stat().st_mtime < xml.stat().st_mtime:
-            w, h = image_size(img)[:2]
-            _atomic_save_png(rasterize_xml(xml, (h, w)), dest)
-        items.append({"image": str(img), "label": str(dest)})
+        if not dest.is_file() or dest.stat().st_mtime < instances.stat().st_mtime:
+            with Image.open(instances) as im:
+                _atomic_save_png((np.asarray(im) > 0).astype(np.uint8) * 255, dest)
+        items.append({"image": str(img), "label": str(dest), INSTANCE_KEY: str(instances)})
     check_pairs(items, verify)
     return items
 
@@ -397,6 +465,12 @@ def dataset_splits(
 ) -> dict[str, list[dict]]:
     """Train / validation / test datalists (``{"image": str, "label": str}`` dicts) for a data layout.
 
+    Items also carry ``"instance"`` (a ground-truth instance map: 0 background, one id per object, for the
+    object-level metrics of :mod:`medt_monai.metrics`) where the data set has them: GlaS (official ``*_anno.bmp``,
+    or ``labelinst/`` in the MedT layout), MoNuSeg (rasterised XML polygons, official layout or ``xml/`` in the MedT
+    layout), the demo set, ``<root>/instances/`` of a ``"folder"`` layout, and ``"instance"`` entries of a
+    Decathlon datalist (paths relative to the JSON's folder).
+
     Layouts (``name``):
 
     - ``"demo"``: the built-in synthetic set (:func:`make_demo_dataset` at ``root``); its own splits.
@@ -457,10 +531,12 @@ def dataset_splits(
     if key == "monuseg":
         return split_datalist(monuseg_datalist(root, verify=verify), val_fraction, test_fraction, seed, num_folds, fold)
     if key == "folder":
+        instances = root / "instances"
         return split_datalist(
-            folder_datalist(root / "images", root / "masks", verify=verify),
+            folder_datalist(root / "images", root / "masks", verify=verify,
+                            instance_dir=instances if instances.is_dir() else None),
             val_fraction, test_fraction, seed, num_folds, fold,
-        )
+        )  # fmt: skip
     # decathlon
     import json
 
@@ -479,9 +555,12 @@ def dataset_splits(
     test = load_decathlon_datalist(str(root), False, "test") if sections.get("test") else None
     for items in (train, val or [], test or []):
         for item in items:
+            if INSTANCE_KEY in item:  # resolved like "image" and "label" (MONAI resolves only those)
+                item[INSTANCE_KEY] = os.path.normpath(os.path.join(root.parent, item[INSTANCE_KEY]))
             if not Path(item["image"]).is_file():
                 raise FileNotFoundError(f"{root}: image {item['image']} not found.")
-            if "label" in item and not Path(item["label"]).is_file():
-                raise FileNotFoundError(f"{root}: label {item['label']} (for {item['image']}) not found.")
-    check_pairs(train + (val or []) + [t for t in (test or []) if "label" in t], verify)
+            for k in ("label", INSTANCE_KEY):
+                if k in item and not Path(item[k]).is_file():
+                    raise FileNotFoundError(f"{root}: {k} {item[k]} (for {item['image']}) not found.")
+    check_pairs(train + (val or []) + [t for t in (test or []) if "label" in t or INSTANCE_KEY in t], verify)
     return _carve_missing(train, val, test, val_fraction, test_fraction, seed, num_folds, fold)

@@ -16,7 +16,7 @@ __all__ = ["make_demo_dataset", "default_data_dir", "DEMO_SPLITS"]
 DEMO_SPLITS: dict[str, int] = {"train": 40, "val": 10, "test": 10}
 _SIZES = ((128, 128), (128, 128), (128, 128), (128, 160))  # (H, W); every 4th image is 128x160
 _COMPLETE = ".complete"
-_VERSION = "1"
+_VERSION = "2"  # 2: labelinst/ added
 
 
 def default_data_dir() -> Path:
@@ -44,8 +44,8 @@ def _dots(rng: np.random.Generator, h: int, w: int, density: float, radius: floa
     return out
 
 
-def _render(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render one (RGB uint8 image, uint8 0/255 mask) pair."""
+def _render(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one (RGB uint8 image, uint8 0/255 mask, uint8 gland instance map) triple."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     # stroma: eosin pink with low-frequency texture, scattered nuclei and white gaps (not glands)
     tex = _smooth_noise(rng, h, w, 8)
@@ -55,7 +55,8 @@ def _render(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
     img[gaps] = np.array([240, 228, 236], np.float32)
     mask = np.zeros((h, w), dtype=bool)
     dist_min = np.full((h, w), np.inf, dtype=np.float32)
-    for _ in range(int(rng.integers(1, 5))):
+    deepest = np.zeros((h, w), dtype=np.uint8)  # per pixel, the gland with the smallest d (relative radius) so far
+    for gland in range(1, int(rng.integers(1, 5)) + 1):
         cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
         a, b = rng.uniform(0.10, 0.25) * min(h, w), rng.uniform(0.10, 0.25) * min(h, w)
         ang = rng.uniform(0, np.pi)
@@ -65,8 +66,15 @@ def _render(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
         theta = np.arctan2(v, u)
         wobble = 1.0 + sum(rng.uniform(0, 0.12) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
         d = np.sqrt(u**2 + v**2) / wobble  # < 1 inside the gland
+        deepest[d < dist_min] = gland
         dist_min = np.minimum(dist_min, d)
     mask = dist_min < 1.0
+    # instances: each foreground pixel belongs to the gland it lies deepest in; ids 1..n in raster order of appearance
+    ids = deepest[mask]
+    _, first = np.unique(ids, return_index=True)
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[ids[np.sort(first)]] = np.arange(1, len(first) + 1, dtype=np.uint8)
+    instances = np.where(mask, lut[deepest], 0).astype(np.uint8)
     lumen = dist_min < rng.uniform(0.45, 0.65)
     epi = mask & ~lumen
     # epithelium: purple cytoplasm with a ring of dark nuclei; lumen: pale, like the stroma gaps
@@ -77,7 +85,7 @@ def _render(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
     img[nuclei] = np.array([80, 40, 120], np.float32)
     img += rng.normal(0, 12, img.shape).astype(np.float32)  # pixel noise
     img = np.clip(img, 0, 255).astype(np.uint8)
-    return img, (mask.astype(np.uint8) * 255)
+    return img, (mask.astype(np.uint8) * 255), instances
 
 
 def _is_complete(root: Path, seed: int) -> bool:
@@ -90,7 +98,9 @@ def make_demo_dataset(root: str | Path | None = None, seed: int = 0) -> Path:
 
     ``<root>/{train,val,test}/img/<name>.png`` (RGB uint8, H&E-like: pink textured stroma with
     white gaps and scattered nuclei; glands are purple epithelium rings with dark nuclei around a
-    pale lumen) and ``<root>/{split}/labelcol/<name>.png`` (uint8 0/255 gland masks). 40/10/10
+    pale lumen), ``<root>/{split}/labelcol/<name>.png`` (uint8 0/255 gland masks) and
+    ``<root>/{split}/labelinst/<name>.png`` (uint8 gland instance maps: 0 background, glands 1..n; where
+    glands overlap, each pixel belongs to the gland it lies deepest in, relative to the gland's size). 40/10/10
     images, 128×128 with every fourth image 128 (H) × 160 (W). Colour alone does not separate
     glands (lumen and stroma gaps share a colour; nuclei occur in both), shape and context do.
     Deterministic for a given ``seed`` (no download, no internet). Idempotent: a complete
@@ -121,13 +131,15 @@ def make_demo_dataset(root: str | Path | None = None, seed: int = 0) -> Path:
         for split_idx, (split, count) in enumerate(DEMO_SPLITS.items()):
             (tmp / split / "img").mkdir(parents=True)
             (tmp / split / "labelcol").mkdir(parents=True)
+            (tmp / split / "labelinst").mkdir(parents=True)
             for i in range(count):
                 rng = np.random.default_rng([seed, split_idx, i])
                 h, w = _SIZES[i % len(_SIZES)]
-                img, mask = _render(rng, h, w)
+                img, mask, instances = _render(rng, h, w)
                 name = f"{split}_{i:03d}.png"
                 Image.fromarray(img, mode="RGB").save(tmp / split / "img" / name)
                 Image.fromarray(mask, mode="L").save(tmp / split / "labelcol" / name)
+                Image.fromarray(instances, mode="L").save(tmp / split / "labelinst" / name)
         (tmp / "LICENSE.txt").write_text(
             "Synthetic images generated by medt_monai.data.make_demo_dataset; no patient data. "
             "Public domain (CC0 1.0).\n"

@@ -1,18 +1,33 @@
 """Ignite/MONAI handlers used by the bundle: gate freezing (paper recipe), atomic checkpoints, resumption, the lock
-and backup of a training run's folders, and the end-of-run summary of evaluation and inference."""
+and backup of a training run's folders, the end-of-run summary of evaluation and inference, object-level metrics
+(GlaS / MoNuSeg) and a metrics saver with per-group means."""
 
 from __future__ import annotations
 
 from medt_monai.handlers.checkpoint import AtomicCheckpointSaver, CheckpointLoader, ResumeCheckpointLoader
 from medt_monai.handlers.checkpoint_guard import CheckpointGuard
 from medt_monai.handlers.gate_freeze import GateFreezeHandler
+from medt_monai.handlers.metrics_saver import GroupedMetricsSaver
+from medt_monai.handlers.object_metrics import (
+    AggregatedJaccardIndex,
+    ObjectDice,
+    ObjectF1,
+    ObjectHausdorffDistance,
+    ObjectPanopticQuality,
+)
 from medt_monai.handlers.summary import RunSummaryHandler
 
 __all__ = [
+    "AggregatedJaccardIndex",
     "AtomicCheckpointSaver",
     "CheckpointGuard",
     "CheckpointLoader",
     "GateFreezeHandler",
+    "GroupedMetricsSaver",
+    "ObjectDice",
+    "ObjectF1",
+    "ObjectHausdorffDistance",
+    "ObjectPanopticQuality",
     "ResumeCheckpointLoader",
     "RunSummaryHandler",
 ]

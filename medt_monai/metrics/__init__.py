@@ -1,0 +1,35 @@
+"""Object-level metrics of the GlaS and MoNuSeg challenges (object F1, object Dice, object Hausdorff, AJI, PQ)."""
+
+from __future__ import annotations
+
+from medt_monai.metrics.instances import ObjectOverlap, label_objects, object_metrics_enabled
+from medt_monai.metrics.object_metrics import (
+    AggregatedJaccardIndexMetric,
+    ObjectDiceMetric,
+    ObjectF1Metric,
+    ObjectHausdorffDistanceMetric,
+    ObjectMetric,
+    ObjectPanopticQualityMetric,
+    compute_aggregated_jaccard_index,
+    compute_object_dice,
+    compute_object_f1,
+    compute_object_hausdorff_distance,
+    compute_object_panoptic_quality,
+)
+
+__all__ = [
+    "AggregatedJaccardIndexMetric",
+    "ObjectDiceMetric",
+    "ObjectF1Metric",
+    "ObjectHausdorffDistanceMetric",
+    "ObjectMetric",
+    "ObjectOverlap",
+    "ObjectPanopticQualityMetric",
+    "compute_aggregated_jaccard_index",
+    "compute_object_dice",
+    "compute_object_f1",
+    "compute_object_hausdorff_distance",
+    "compute_object_panoptic_quality",
+    "label_objects",
+    "object_metrics_enabled",
+]
