@@ -45,8 +45,17 @@ import torch.nn.functional as F
 from medt_monai.networks import get_network
 
 #: the models timed by default: the MedT family and MONAI's CNN and transformer baselines, by their registry names
-DEFAULT_MODELS = ["medt", "logo", "gated_axial_unet", "axial_unet", "medt_global", "medt_local", "resunet", "unetpp",
-                  "swin_unetr"]
+DEFAULT_MODELS = [
+    "medt",
+    "logo",
+    "gated_axial_unet",
+    "axial_unet",
+    "medt_global",
+    "medt_local",
+    "resunet",
+    "unetpp",
+    "swin_unetr",
+]
 #: our name -> the authors' factory in lib/models/axialnet.py
 ORIGINAL = {"medt": "MedT", "logo": "logo", "gated_axial_unet": "gated", "axial_unet": "axialunet"}
 
@@ -170,7 +179,10 @@ def memory_worker(args: argparse.Namespace) -> None:
     """Child process: peak RSS growth (MiB) of two iterations of one model and mode, printed as JSON."""
     torch.manual_seed(0)
     model = build(args.worker, args.size, args.channels, args.original)
-    x, y = torch.rand(args.batch, args.channels, args.size, args.size), torch.randint(0, 2, (args.batch, args.size, args.size))
+    x, y = (
+        torch.rand(args.batch, args.channels, args.size, args.size),
+        torch.randint(0, 2, (args.batch, args.size, args.size)),
+    )
     step = make_step(model, args.modes[0], x, y, options_of(args.worker, args))
     base = _status_mb("VmRSS")
     for _ in range(2):
@@ -253,8 +265,12 @@ def profile(name: str, size: int, batch: int, args: argparse.Namespace, steps: i
         events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
         total = sum(e.self_cpu_time_total for e in events) / steps / 1e3
         # the kernel's forward runs inside the autograd node torch.library generates for it: name it as such
-        top = {re.sub(r"^GeneratedBackwardFor_medt_monai_(\w+)_default$", r"medt_monai::\1 (forward with autograd)",
-                      e.key): e.self_cpu_time_total / steps / 1e3 for e in events[:12]}
+        top = {
+            re.sub(
+                r"^GeneratedBackwardFor_medt_monai_(\w+)_default$", r"medt_monai::\1 (forward with autograd)", e.key
+            ): e.self_cpu_time_total / steps / 1e3
+            for e in events[:12]
+        }
         result[mode] = {"total_ms": total, "top_ms": top}
         print(f"profile {name} {size}x{size} x{batch} {mode}: {total:.1f} ms per step (profiled), by operator:")
         for key, ms in top.items():
@@ -323,9 +339,13 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
-                        help="names of medt_monai.networks.NETWORKS; NAME@OPTION[+OPTION] runs NAME with run-time options "
-                        f"({', '.join(OPTIONS)})")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=DEFAULT_MODELS,
+        help="names of medt_monai.networks.NETWORKS; NAME@OPTION[+OPTION] runs NAME with run-time options "
+        f"({', '.join(OPTIONS)})",
+    )
     parser.add_argument("--original", help="root of a checkout of the authors' Medical-Transformer repository")
     parser.add_argument("--sizes", nargs="+", default=["128:4", "512:1"], help="SIZE:BATCH settings")
     parser.add_argument("--modes", nargs="+", default=["eval", "train"], choices=["eval", "train"])
@@ -339,10 +359,17 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-model subprocesses")
     parser.add_argument("--no-flops", dest="flops", action="store_false")
     parser.add_argument("--json", help="also write the rows to this file")
-    parser.add_argument("--profile", metavar="MODEL", help="also print where MODEL's time goes, by operator "
-                        "(torch.profiler, first --sizes setting)")
-    parser.add_argument("--data-share", metavar="DATASET", help="also time one MedT training epoch on this data set "
-                        "(a medt_monai.data.dataset_splits name, e.g. demo or glas) and report the data-waiting share")
+    parser.add_argument(
+        "--profile",
+        metavar="MODEL",
+        help="also print where MODEL's time goes, by operator (torch.profiler, first --sizes setting)",
+    )
+    parser.add_argument(
+        "--data-share",
+        metavar="DATASET",
+        help="also time one MedT training epoch on this data set "
+        "(a medt_monai.data.dataset_splits name, e.g. demo or glas) and report the data-waiting share",
+    )
     parser.add_argument("--data-dir", help="root for --data-share (not needed for demo)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for --data-share")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -362,8 +389,11 @@ def main() -> None:
         options_of(name, args)
     peak = matmul_peak()
     options = [option for option in OPTIONS if getattr(args, option)]
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak {peak:.1f} GFLOP/s, options for all "
-          f"models: {', '.join(options) or 'none'}", flush=True)
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak {peak:.1f} GFLOP/s, options for all "
+        f"models: {', '.join(options) or 'none'}",
+        flush=True,
+    )
     rows = []
     for setting in args.sizes:
         size, batch = (int(v) for v in setting.split(":"))

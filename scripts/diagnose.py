@@ -78,7 +78,12 @@ def error_profile(parser, items: list[dict], ckpt: str, grid: tuple[int, int]) -
             distance = border_distance(truth.shape, grid)
         for b, (low, high) in enumerate(BANDS):
             band = (distance >= low) & (distance <= high)
-            counts[b] += [band.sum(), (pred != truth)[band].sum(), (~pred & truth)[band].sum(), (pred & ~truth)[band].sum()]
+            counts[b] += [
+                band.sum(),
+                (pred != truth)[band].sum(),
+                (~pred & truth)[band].sum(),
+                (pred & ~truth)[band].sum(),
+            ]
     return [
         {"band_px": f"{low}-{high}", "error": 100 * c[1] / c[0], "false_negative": 100 * c[2] / c[0],
          "false_positive": 100 * c[3] / c[0]}

@@ -66,8 +66,10 @@ def analyse(items: list[dict], preds: dict[str, Path], band: int, bins: tuple[in
     for item in items:
         label = Path(item["label"])
         truth = np.asarray(Image.open(label).convert("L")) > 0
-        glands = [(int(np.searchsorted(bins, r.area, side="right")), r.coords[:, 0], r.coords[:, 1])
-                  for r in measure.regionprops(instances(label, truth))]
+        glands = [
+            (int(np.searchsorted(bins, r.area, side="right")), r.coords[:, 0], r.coords[:, 1])
+            for r in measure.regionprops(instances(label, truth))
+        ]
         band_mask = boundary_band(truth, band)
         stem = Path(item["image"]).stem
         per_image[stem] = {}
@@ -109,7 +111,9 @@ def markdown(summary: dict, per_image: dict, band: int, bins: tuple[int, int]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
+    parser.add_argument(
+        "--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)"
+    )
     parser.add_argument("--dataset", default="glas", choices=["glas", "monuseg"])
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--seed", type=int, default=0)
@@ -127,8 +131,9 @@ def main() -> None:
             parser.error(f"--pred {spec!r}: expected NAME=DIR with an existing folder")
         preds[name] = Path(folder)
     root = Path(args.data_root) / args.dataset
-    items = dataset_splits(args.dataset, root=root, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                           seed=args.seed)[args.split]
+    items = dataset_splits(
+        args.dataset, root=root, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed
+    )[args.split]
     bins = tuple(sorted(args.size_bins))
     text = markdown(*analyse(items, preds, args.band, bins), band=args.band, bins=bins)
     if args.out:

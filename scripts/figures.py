@@ -60,8 +60,10 @@ def qualitative(runs: Path, dataset: str, data_root: str, out: Path, count: int)
     for row, item in enumerate(test):
         sample = transform(item)
         image, label = sample["image"], sample["label"]
-        panels = [image.permute(1, 2, 0).clamp(0, 1).numpy() if image.shape[0] == 3 else image[0].numpy(),
-                  label[0].numpy()]
+        panels = [
+            image.permute(1, 2, 0).clamp(0, 1).numpy() if image.shape[0] == 3 else image[0].numpy(),
+            label[0].numpy(),
+        ]
         with torch.inference_mode():
             for m in models:
                 panels.append(loaded[m][0](image[None].as_tensor()).argmax(1)[0].numpy())
@@ -129,11 +131,19 @@ def gates(runs: Path, dataset: str, data_root: str, out: Path) -> Path | None:
             ax.bar(x + (g - 1.5) * 0.2, table[:, g], width=0.2, label=names[g])
         ax.axhline(0.1, color="gray", lw=0.5, ls="--")
         ax.axhline(1.0, color="gray", lw=0.5, ls=":")
-        ax.set_xticks(x, [n.replace("global_branch.", "g.").replace("encoder.", "") for n in layers], rotation=60,
-                      ha="right", fontsize=6)
+        ax.set_xticks(
+            x,
+            [n.replace("global_branch.", "g.").replace("encoder.", "") for n in layers],
+            rotation=60,
+            ha="right",
+            fontsize=6,
+        )
         epoch = json.loads((runs / dataset / m / "result.json").read_text())["best_epoch"]
-        ax.set_title(f"{LABELS[m]}: gates per attention layer of the selected checkpoint (epoch {epoch}; initial "
-                     "0.1 / 0.1 / 1.0 / 0.1; frozen for the first min(10, epochs // 3) epochs)", fontsize=9)
+        ax.set_title(
+            f"{LABELS[m]}: gates per attention layer of the selected checkpoint (epoch {epoch}; initial "
+            "0.1 / 0.1 / 1.0 / 0.1; frozen for the first min(10, epochs // 3) epochs)",
+            fontsize=9,
+        )
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     path = out / f"{dataset}_gates.png"
@@ -145,7 +155,9 @@ def gates(runs: Path, dataset: str, data_root: str, out: Path) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/reproduce", help="the --out folder of scripts/reproduce.py")
-    parser.add_argument("--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
+    parser.add_argument(
+        "--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)"
+    )
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--count", type=int, default=4, help="test images in the qualitative figure")
     args = parser.parse_args()
@@ -154,8 +166,11 @@ def main() -> None:
         parser.error(f"{runs}: no such run folder (run scripts/reproduce.py first)")
     out.mkdir(parents=True, exist_ok=True)
     for dataset in sorted(p.name for p in runs.iterdir() if p.is_dir()):
-        for path in (qualitative(runs, dataset, args.data_root, out, args.count), curves(runs, dataset, out),
-                     gates(runs, dataset, args.data_root, out)):
+        for path in (
+            qualitative(runs, dataset, args.data_root, out, args.count),
+            curves(runs, dataset, out),
+            gates(runs, dataset, args.data_root, out),
+        ):
             if path is not None:
                 print(path)
 

@@ -69,11 +69,24 @@ MODELS = [name for name in NETWORKS if name != "swin_unetr"]
 LABELS = {name: NETWORKS[name].description for name in MODELS}
 #: the paper's F1 / IoU (Tables 1-3 of Valanarasu et al. 2021) where it reports the model
 PAPER = {
-    "glas": {"unet": (77.78, 65.34), "resunet": (78.83, 65.95), "unetpp": (78.03, 65.55), "axial_unet": (76.26, 63.03),
-             "gated_axial_unet": (79.91, 67.85), "logo": (79.68, 67.69), "medt": (81.02, 69.61)},
-    "monuseg": {"unet": (79.43, 65.99), "resunet": (79.49, 66.07), "unetpp": (79.49, 66.04),
-                "axial_unet": (76.83, 62.49), "gated_axial_unet": (76.44, 62.01), "logo": (79.56, 66.17),
-                "medt": (79.55, 66.17)},
+    "glas": {
+        "unet": (77.78, 65.34),
+        "resunet": (78.83, 65.95),
+        "unetpp": (78.03, 65.55),
+        "axial_unet": (76.26, 63.03),
+        "gated_axial_unet": (79.91, 67.85),
+        "logo": (79.68, 67.69),
+        "medt": (81.02, 69.61),
+    },
+    "monuseg": {
+        "unet": (79.43, 65.99),
+        "resunet": (79.49, 66.07),
+        "unetpp": (79.49, 66.04),
+        "axial_unet": (76.83, 62.49),
+        "gated_axial_unet": (76.44, 62.01),
+        "logo": (79.56, 66.17),
+        "medt": (79.55, 66.17),
+    },
 }
 
 
@@ -127,8 +140,16 @@ def per_image(csv_path: Path) -> dict[str, float]:
     return values
 
 
-def overrides(dataset: str, size: int, model: str, run_dir: Path, data_root: str, seed: int = 0,
-              val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict[str, object]:
+def overrides(
+    dataset: str,
+    size: int,
+    model: str,
+    run_dir: Path,
+    data_root: str,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> dict[str, object]:
     """The bundle overrides (``{config id: value}``) that train and evaluate ``model`` on ``dataset`` in ``run_dir``."""
     return {
         "dataset": dataset,
@@ -225,8 +246,9 @@ def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse
     splits = dataset_splits(dataset, common["data_dir"], args.val_fraction, args.test_fraction, args.seed)
     datalist = run_dir / "datalist.json"
     everything = splits["train"] + splits["validation"] + splits["test"]
-    datalist.write_text(json.dumps({"training": everything, "validation": splits["validation"], "test": splits["test"]},
-                                   indent=1))
+    datalist.write_text(
+        json.dumps({"training": everything, "validation": splits["validation"], "test": splits["test"]}, indent=1)
+    )
     common.update(dataset="decathlon", data_dir=str(datalist), max_epochs=epochs)
     run_logged(train_command(args.recipe) + bundle_args(common), run_dir / "log.txt", thread_env(args.threads))
     done.write_text(json.dumps({"minutes": training_minutes(run_dir / "log.txt"), "images": len(everything)}))
@@ -246,8 +268,23 @@ def best_validation(run_dir: Path) -> dict:
 
 def tables(results: list[dict], out: Path) -> None:
     """Write ``results.csv`` and ``results.md`` (one table per data set, with the paper's numbers beside ours)."""
-    keys = ["dataset", "model", "img_size", "epochs", "best_epoch", "val_f1", "val_iou", "f1", "iou", "test_images",
-            *OBJECT_METRICS, "parameters", "train_minutes", "eval_seconds", "threads"]
+    keys = [
+        "dataset",
+        "model",
+        "img_size",
+        "epochs",
+        "best_epoch",
+        "val_f1",
+        "val_iou",
+        "f1",
+        "iou",
+        "test_images",
+        *OBJECT_METRICS,
+        "parameters",
+        "train_minutes",
+        "eval_seconds",
+        "threads",
+    ]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -255,9 +292,13 @@ def tables(results: list[dict], out: Path) -> None:
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in results):
         rows = [r for r in results if r["dataset"] == dataset]
-        lines += [f"### {dataset} ({rows[0]['img_size']}×{rows[0]['img_size']}, {rows[0]['test_images']} test images)",
-                  "", "| Model | Test F1 | Test IoU | Paper F1 / IoU | Object F1 / Dice / Hausdorff | AJI / PQ | "
-                  "Val F1 (best epoch) | Parameters | Epochs | Training time |", "|---" * 10 + "|"]
+        lines += [
+            f"### {dataset} ({rows[0]['img_size']}×{rows[0]['img_size']}, {rows[0]['test_images']} test images)",
+            "",
+            "| Model | Test F1 | Test IoU | Paper F1 / IoU | Object F1 / Dice / Hausdorff | AJI / PQ | "
+            "Val F1 (best epoch) | Parameters | Epochs | Training time |",
+            "|---" * 10 + "|",
+        ]
         for r in rows:
             paper = PAPER.get(dataset, {}).get(r["model"])
             glas = (f"{100 * r['object_f1']:.2f} / {100 * r['object_dice']:.2f} / {r['object_hausdorff']:.1f}"
@@ -267,30 +308,49 @@ def tables(results: list[dict], out: Path) -> None:
                 f"| {LABELS[r['model']]} | {r['f1']:.2f} | {r['iou']:.2f} | "
                 f"{f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else '–'} | {glas} | {nuclei} | "
                 f"{r['val_f1']:.2f} ({r['best_epoch']}) | {r['parameters']:,} | {r['epochs']} | "
-                f"{r['train_minutes']:.1f} min |")
+                f"{r['train_minutes']:.1f} min |"
+            )
         lines.append("")
     (out / "results.md").write_text("\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)")
-    parser.add_argument("--datasets", nargs="+", default=["glas:128:400", "monuseg:512:400"],
-                        help="DATASET:SIZE:EPOCHS entries (the paper: glas:128:400 monuseg:512:400)")
+    parser.add_argument(
+        "--data-root", required=True, help="folder holding glas/ and monuseg/ (MedT layout or official downloads)"
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["glas:128:400", "monuseg:512:400"],
+        help="DATASET:SIZE:EPOCHS entries (the paper: glas:128:400 monuseg:512:400)",
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--recipe", default="paper", choices=list(RECIPES),
-                        help="paper: bundle/configs/paper_recipe.json over train.json (the table of docs/results.md); "
-                        "bundle: train.json's default recipe (docs/recipes.md)")
+    parser.add_argument(
+        "--recipe",
+        default="paper",
+        choices=list(RECIPES),
+        help="paper: bundle/configs/paper_recipe.json over train.json (the table of docs/results.md); "
+        "bundle: train.json's default recipe (docs/recipes.md)",
+    )
     parser.add_argument("--out", default=str(REPO / "runs" / "reproduce"))
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--val-fraction", type=float, default=0.15)
-    parser.add_argument("--test-fraction", type=float, default=0.15, help="carved held-out share (GlaS; MoNuSeg has "
-                        "its official test split)")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.15,
+        help="carved held-out share (GlaS; MoNuSeg has its official test split)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="models trained at the same time")
     parser.add_argument("--threads", type=int, default=None, help="threads per job (default: CPU cores / jobs)")
-    parser.add_argument("--final", metavar="MODEL", choices=list(MODELS),
-                        help="instead of the table: train MODEL on all images of the first --datasets entry for its "
-                        "epoch budget; prints the path of its model.pt (the shipped bundle/models/model.pt)")
+    parser.add_argument(
+        "--final",
+        metavar="MODEL",
+        choices=list(MODELS),
+        help="instead of the table: train MODEL on all images of the first --datasets entry for its "
+        "epoch budget; prints the path of its model.pt (the shipped bundle/models/model.pt)",
+    )
     parser.add_argument("--tables-only", action="store_true", help="only rebuild results.csv/.md from --out")
     args = parser.parse_args()
     if args.threads is None:

@@ -308,8 +308,21 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
 
     # evaluate.json (flip TTA on, as shipped) on the held-out split: docs/results.md reports F1 80.26, IoU 68.52 and
     # the object-level scores (the split's labelinst/ instance labels)
-    _ok(_run(["run", "--config_file", _configs(TRAIN, EVALUATE), "--dataset", "glas", "--data_dir", str(GLAS.parent),
-              "--output_dir", str(tmp_path / "eval")]))
+    _ok(
+        _run(
+            [
+                "run",
+                "--config_file",
+                _configs(TRAIN, EVALUATE),
+                "--dataset",
+                "glas",
+                "--data_dir",
+                str(GLAS.parent),
+                "--output_dir",
+                str(tmp_path / "eval"),
+            ]
+        )
+    )
     for name, documented in (("test_mean_dice", 0.8026), ("test_mean_iou", 0.6852)):
         with open(tmp_path / "eval" / f"{name}_raw.csv") as f:
             rows = f.read().splitlines()[1:]
@@ -347,8 +360,18 @@ def test_inference_on_nifti_writes_nifti(work, trained, tmp_path):
 def test_inference_config_network_matches_training_config():
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
-    for key in ("network_def", "network_name", "img_size", "image_scale", "in_channels", "num_classes",
-                "intensity", "intensity_max", "intensity_scalings", "window_inferer"):
+    for key in (
+        "network_def",
+        "network_name",
+        "img_size",
+        "image_scale",
+        "in_channels",
+        "num_classes",
+        "intensity",
+        "intensity_max",
+        "intensity_scalings",
+        "window_inferer",
+    ):
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
     # flip TTA: on for inference and evaluation (the shipped scores are with it), off for validation in training
     evaluate = json.loads(Path(EVALUATE).read_text())
@@ -676,8 +699,14 @@ def test_best_model_file_from_before_the_run_is_kept(tmp_path):
     torch.save(shipped, tmp_path / "model.pt")
     net = torch.nn.Linear(2, 2)
     engine = Engine(lambda e, b: None)
-    saver = AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name="score",
-                                  key_metric_filename="model.pt", key_metric_save_state=False)
+    saver = AtomicCheckpointSaver(
+        str(tmp_path),
+        {"model": net},
+        save_key_metric=True,
+        key_metric_name="score",
+        key_metric_filename="model.pt",
+        key_metric_save_state=False,
+    )
     engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(score=float(e.state.epoch)))
     saver.attach(engine)
     guard = CheckpointGuard([tmp_path], keep=[tmp_path / "model.pt"])
@@ -735,7 +764,9 @@ def test_default_training_command_on_demo_data(tmp_path):
     assert wall < 420, f"default demo training took {wall:.0f} s"
 
 
-@pytest.mark.parametrize("flag, flips", [("false", False), ("False", False), (False, False), ("true", True), (True, True)])
+@pytest.mark.parametrize(
+    "flag, flips", [("false", False), ("False", False), (False, False), ("true", True), (True, True)]
+)
 def test_boolean_switches_read_command_line_strings(flag, flips):
     """``--tta false`` arrives as the string 'false' from the command line; it must switch TTA off, not on."""
     from monai.bundle import ConfigParser
@@ -904,7 +935,10 @@ def test_unique_output_names():
     subjects = [names({"filename_or_obj": p}, None)["subject"] for p in paths]
     from monai.data import create_file_basename
 
-    saved = [os.path.basename(create_file_basename("seg", s, "/out", separate_folder=False, makedirs=False)) for s in subjects]
+    saved = [
+        os.path.basename(create_file_basename("seg", s, "/out", separate_folder=False, makedirs=False))
+        for s in subjects
+    ]
     # unique names keep MONAI's (c, a_png of a_png.tif); shared ones get the extension, then a number if still needed
     assert saved == ["a_png_2_seg", "a_jpg_seg", "b_nii_gz_seg", "b_png_seg", "a_png_3_seg", "c_seg", "a_png_seg"]
 
@@ -940,7 +974,9 @@ def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
 
     torch.save({"model": torch.nn.Linear(4, 4).state_dict()}, tmp_path / "model.pt")
     truncated = _truncate(tmp_path / "model.pt")
-    loader = _parser(INFERENCE, ckpt_path=str(truncated), device="$torch.device('cpu')").get_parsed_content("handlers#0")
+    loader = _parser(INFERENCE, ckpt_path=str(truncated), device="$torch.device('cpu')").get_parsed_content(
+        "handlers#0"
+    )
     with pytest.raises(RuntimeError, match=rf"(?s)cannot load {re.escape(str(truncated))}.*--ckpt_path must be"):
         loader(Engine(lambda e, b: None))
 
@@ -971,7 +1007,11 @@ def test_bad_settings_fail_when_the_workflow_starts_before_data_are_read(tmp_pat
     overrides = {k: v.format(file=tmp_path / "a_file") if isinstance(v, str) else v for k, v in overrides.items()}
     # data that cannot be found: the checks come first, so their error is the one raised
     data = {"dataset": "folder", "data_dir": str(tmp_path / "no_data")}
-    for configs, run_ids in (((TRAIN,), ("run", "training")), ((TRAIN, EVALUATE), ("run", "evaluating")), ((INFERENCE,), ("run",))):
+    for configs, run_ids in (
+        ((TRAIN,), ("run", "training")),
+        ((TRAIN, EVALUATE), ("run", "evaluating")),
+        ((INFERENCE,), ("run",)),
+    ):
         parser = _parser(configs, **data, **overrides)
         if "ckpt_dir" in overrides and configs[-1] != TRAIN:
             continue  # evaluation and inference do not write ckpt_dir
@@ -1071,7 +1111,9 @@ def test_full_disk_leaves_the_earlier_model_in_place(tmp_path, monkeypatch):
 
     monkeypatch.setattr(shutil, "copyfileobj", full_disk)
     guard = CheckpointGuard([tmp_path], keep=[tmp_path / "model.pt"])
-    with pytest.raises(OSError, match=rf"cannot copy {re.escape(str(tmp_path / 'model.pt'))} to .*model_previous.pt .*unchanged"):
+    with pytest.raises(
+        OSError, match=rf"cannot copy {re.escape(str(tmp_path / 'model.pt'))} to .*model_previous.pt .*unchanged"
+    ):
         guard.acquire()
     assert _weight(tmp_path / "model.pt") == 7.0 and not (tmp_path / "model_previous.pt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []

@@ -285,7 +285,9 @@ def test_glas_official_layout(tmp_path):
         D.dataset_splits("glas", root=tmp_path)
 
 
-_XML = """<Annotations MicronsPerPixel="0.25"><Annotation Id="1"><Regions>{regions}</Regions></Annotation></Annotations>"""
+_XML = (
+    """<Annotations MicronsPerPixel="0.25"><Annotation Id="1"><Regions>{regions}</Regions></Annotation></Annotations>"""
+)
 
 
 def _region(rid: int, pts) -> str:
@@ -466,7 +468,10 @@ def test_16bit_and_palette_images_give_the_tensors_of_their_8bit_rgb_copies(tmp_
     _png(tmp_path / "mask.png", (gray > 128).astype(np.uint8) * 255)
     for mode in ("train", "eval"):
         chain = D.get_transforms(mode, img_size=32, augment=False)
-        out = [chain({"image": str(tmp_path / n), "label": str(tmp_path / "mask.png")})["image"] for n in ("gray16.png", "gray.png")]
+        out = [
+            chain({"image": str(tmp_path / n), "label": str(tmp_path / "mask.png")})["image"]
+            for n in ("gray16.png", "gray.png")
+        ]
         assert torch.equal(out[0].as_tensor(), out[1].as_tensor())
 
 
@@ -482,7 +487,9 @@ def _former_bundle_chain(size: int) -> Compose:
     ])  # fmt: skip
 
 
-@pytest.mark.parametrize("name, mode", [("rgb.png", "RGB"), ("rgb.jpg", "RGB"), ("gray.png", "L"), ("rgba.png", "RGBA")])
+@pytest.mark.parametrize(
+    "name, mode", [("rgb.png", "RGB"), ("rgb.jpg", "RGB"), ("gray.png", "L"), ("rgba.png", "RGBA")]
+)
 def test_bundle_chain_is_bit_identical_to_the_former_chain_on_8bit_images(tmp_path, name, mode):
     """The shipped weights and the recorded demo numbers stay valid: on 8-bit images the new chain gives the former
     chain's tensors bit for bit."""
@@ -534,7 +541,9 @@ def test_infer_resize_inverted(tmp_path):
     xf = D.get_transforms("infer", img_size=64)
     d = xf({"image": str(img)})
     assert d["image"].shape == (3, 64, 64)
-    d["pred"] = MetaTensor(torch.ones(1, 64, 64), meta=d["image"].meta, applied_operations=d["image"].applied_operations)
+    d["pred"] = MetaTensor(
+        torch.ones(1, 64, 64), meta=d["image"].meta, applied_operations=d["image"].applied_operations
+    )
     inv = Invertd("pred", transform=xf, orig_keys="image", nearest_interp=True)(d)
     assert inv["pred"].shape[1:] == (160, 128)  # MONAI PIL spatial order (W, H)
 

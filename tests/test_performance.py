@@ -62,7 +62,9 @@ def _plain(layer: AxialAttention, x: torch.Tensor) -> torch.Tensor:
         logits = logits + gated(torch.einsum("bgcj,cji->bgij", k, r_k), g[1], layer.kr_norm)
     attention = F.softmax(logits, dim=-1)
     batch = attention.shape[0]
-    out = gated(torch.einsum("bgij,bgcj->bgci", attention, v).reshape(batch, layer.channels, length), g[2], layer.value_norm)
+    out = gated(
+        torch.einsum("bgij,bgcj->bgci", attention, v).reshape(batch, layer.channels, length), g[2], layer.value_norm
+    )
     if layer.positional:
         values_position = torch.einsum("bgij,cij->bgci", attention, r_v).reshape(batch, layer.channels, length)
         out = out + gated(values_position, g[3], layer.value_position_norm)
@@ -73,15 +75,21 @@ def _randomise(layer: torch.nn.Module) -> None:
     with torch.no_grad():
         for name, tensor in layer.state_dict().items():
             if tensor.dtype.is_floating_point and "norm" in name or "gate" in name:
-                tensor.copy_(torch.rand_like(tensor) + 0.5 if "var" in name or "weight" in name else torch.randn_like(tensor))
+                tensor.copy_(
+                    torch.rand_like(tensor) + 0.5 if "var" in name or "weight" in name else torch.randn_like(tensor)
+                )
 
 
-@pytest.mark.parametrize("kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"), ("gated", "effective")])
+@pytest.mark.parametrize(
+    "kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"), ("gated", "effective")]
+)
 @pytest.mark.parametrize("axis", [0, 1])
 # two softmax code paths of the PyTorch implementation; the longer rows in a layer built for longer ones (central
 # offsets of the relative table)
 @pytest.mark.parametrize("length, axis_length", [(12, 12), (20, 23)], ids=["short_rows", "long_rows_longer_table"])
-def test_fused_attention_equals_plain_formulation_in_eval_and_training(kind, placement, axis, length, axis_length, implementation):
+def test_fused_attention_equals_plain_formulation_in_eval_and_training(
+    kind, placement, axis, length, axis_length, implementation
+):
     torch.manual_seed(0)
     fused = AxialAttention(32, axis_length, axis, kind=kind, gate_placement=placement)
     _randomise(fused)
@@ -197,7 +205,9 @@ def test_kernel_in_float64_equals_plain_formulation_to_double_round_off(kind):
         torch.testing.assert_close(grad, grad_expected, rtol=1e-9, atol=1e-9)
         if kind == "gated":
             (grad_table,) = torch.autograd.grad((layer(x) * weights).sum(), layer.relative_position)
-            (grad_table_expected,) = torch.autograd.grad((_plain(reference, x) * weights).sum(), reference.relative_position)
+            (grad_table_expected,) = torch.autograd.grad(
+                (_plain(reference, x) * weights).sum(), reference.relative_position
+            )
             torch.testing.assert_close(grad_table, grad_table_expected, rtol=1e-9, atol=1e-9)
 
 
@@ -237,7 +247,9 @@ def _compile_graph_ops(module: torch.nn.Module, *inputs: torch.Tensor) -> tuple[
     ops: set[str] = set()
 
     def recording(graph, example_inputs):
-        ops.update(str(node.target).removesuffix(".default") for node in graph.graph.nodes if node.op == "call_function")
+        ops.update(
+            str(node.target).removesuffix(".default") for node in graph.graph.nodes if node.op == "call_function"
+        )
         return aot_autograd(fw_compiler=lambda g, _: g, bw_compiler=lambda g, _: g)(graph, example_inputs)
 
     torch._dynamo.reset()
@@ -281,7 +293,9 @@ def test_flop_counter_counts_the_kernel_like_a_matrix_formulation():
     lines_heads_pairs = 4 * 8 * 8 * 8
     for positional, per_pair in ((False, 1 + 2), (True, 1 + 2 + 1 + 1 + 2)):
         with FlopCounterMode(display=False) as counter:
-            out = torch.ops.medt_monai.axial_attention_forward(qkv, 1, 8, scales, shift, table if positional else None, None)
+            out = torch.ops.medt_monai.axial_attention_forward(
+                qkv, 1, 8, scales, shift, table if positional else None, None
+            )
         assert counter.get_total_flops() == 2 * lines_heads_pairs * per_pair
         with FlopCounterMode(display=False) as counter:
             sum(o.sum() for o in out).backward()

@@ -288,7 +288,9 @@ def _binary_from_instances(path: Path) -> np.ndarray:
     return ((arr > 0).astype(np.uint8)) * 255
 
 
-def glas_datalist(root: str | Path, cache_dir: str | Path | None = None, verify: str = "header") -> dict[str, list[dict]]:
+def glas_datalist(
+    root: str | Path, cache_dir: str | Path | None = None, verify: str = "header"
+) -> dict[str, list[dict]]:
     """Datalists of the official GlaS download (Warwick-QU): ``train_N.bmp`` + ``train_N_anno.bmp``, ``testA_N``, ``testB_N``.
 
     The ``*_anno.bmp`` instance label maps (0 background, 1..N gland ids) are converted once into
@@ -418,7 +420,9 @@ def split_datalist(
 
 def _medt_splits(root: Path, val_fraction, test_fraction, seed, num_folds, fold, verify) -> dict[str, list[dict]]:
     if not (root / "train").is_dir():
-        raise FileNotFoundError(f"{root}: no train/ folder; the MedT layout is <root>/train/img + <root>/train/labelcol.")
+        raise FileNotFoundError(
+            f"{root}: no train/ folder; the MedT layout is <root>/train/img + <root>/train/labelcol."
+        )
     train = medt_layout_datalist(root / "train", verify)
     val = medt_layout_datalist(root / "val", verify) if (root / "val" / "img").is_dir() else None
     test = medt_layout_datalist(root / "test", verify) if (root / "test" / "img").is_dir() else None
@@ -447,7 +451,9 @@ def _carve_missing(
         s = split_datalist(train + (val or []), 0.0, 0.0, seed, num_folds, fold)
         return {"train": s["train"], "validation": s["validation"], "test": test}
     if val is None:
-        fraction = min(val_fraction * (len(train) + len(test)) / max(len(train), 1), 0.9) if val_of_whole else val_fraction
+        fraction = (
+            min(val_fraction * (len(train) + len(test)) / max(len(train), 1), 0.9) if val_of_whole else val_fraction
+        )
         s = split_datalist(train, fraction, 0.0, seed)
         train, val = s["train"], s["validation"]
     return {"train": train, "validation": val, "test": test}

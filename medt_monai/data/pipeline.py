@@ -85,7 +85,9 @@ def get_transforms(
     if mode not in _CHAINS:
         raise ValueError(f"mode must be one of {', '.join(map(repr, _CHAINS))}, got {mode!r}.")
     if intensity == "minmax":
-        warnings.warn('intensity="minmax" is deprecated, use "full_range" (same scaling).', DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            'intensity="minmax" is deprecated, use "full_range" (same scaling).', DeprecationWarning, stacklevel=2
+        )
         intensity = "full_range"
     if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
         raise ValueError(f"img_size must be one positive int (the bundle's square input size), got {img_size!r}.")
@@ -101,7 +103,9 @@ def get_transforms(
     parser = ConfigParser()
     parser.read_config(str(config_file))
     if intensity not in parser["intensity_scalings"]:
-        raise ValueError(f"intensity must be one of {', '.join(map(repr, parser['intensity_scalings']))}, got {intensity!r}.")
+        raise ValueError(
+            f"intensity must be one of {', '.join(map(repr, parser['intensity_scalings']))}, got {intensity!r}."
+        )
     parser.update({"img_size": img_size, "in_channels": in_channels, "intensity": intensity})
     if mode != "infer":
         parser.update({"binary_labels": binary, "label_threshold": threshold})

@@ -113,7 +113,9 @@ class AtomicCheckpointSaver(CheckpointSaver):
         if self._final_checkpoint is not None:
             self._final_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, self._final_filename)
         if self._key_metric_checkpoint is not None:
-            self._key_metric_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, kwargs.get("key_metric_filename"))
+            self._key_metric_checkpoint.save_handler = _AtomicDiskSaver(
+                self.save_dir, kwargs.get("key_metric_filename")
+            )
         if self._interval_checkpoint is not None:
             self._interval_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, interval_filename)
         self.engine_key = engine_key

@@ -216,9 +216,7 @@ class ObjectOverlap:
         crop = tuple(slice(lo, hi) for lo, hi in zip(lows, highs))
         g = self.gt[crop] == gt_index + 1
         p = self.pred[crop] == pred_index + 1
-        return max(
-            _max_distance(p & ~g, self._tree(gt_index), lows), _max_distance(g & ~p, self._tree(j), lows)
-        )
+        return max(_max_distance(p & ~g, self._tree(gt_index), lows), _max_distance(g & ~p, self._tree(j), lows))
 
     def boundary_hausdorff(self, gt_index: int, pred_index: int) -> float:
         """A lower bound of :meth:`hausdorff` for two objects that do not overlap: the Hausdorff distance of their

@@ -83,7 +83,9 @@ def _split_attention_norms(state: dict[str, torch.Tensor], prefix: str, num_head
     for field, value in similarity.items():
         terms = ["qk_norm", "qr_norm", "kr_norm"] if positional else ["qk_norm"]
         for index, term in enumerate(terms):
-            state[f"{prefix}{term}.{field}"] = value if value.dim() == 0 else value[index * num_heads : (index + 1) * num_heads]
+            state[f"{prefix}{term}.{field}"] = (
+                value if value.dim() == 0 else value[index * num_heads : (index + 1) * num_heads]
+            )
     for field, value in output.items():
         if not positional:
             state[f"{prefix}value_norm.{field}"] = value

@@ -39,7 +39,9 @@ def _range_max(x: torch.Tensor) -> float:
 _TYPE_FULL_SCALES = {torch.bool: 1.0, torch.uint8: 255.0, torch.int8: 127.0, torch.int16: 32767.0}
 #: integer types that hold 16-bit data (MONAI converts uint16 arrays to int32 tensors).
 _WIDE_INTEGER_TYPES = tuple(
-    t for t in (torch.int32, torch.int64, getattr(torch, "uint16", None), getattr(torch, "uint32", None)) if t is not None
+    t
+    for t in (torch.int32, torch.int64, getattr(torch, "uint16", None), getattr(torch, "uint32", None))
+    if t is not None
 )
 
 
@@ -159,9 +161,7 @@ class MaskToLabel(Transform):
             multi-channel mask whose channels differ (the message names the source file).
     """
 
-    def __init__(
-        self, threshold: float | None = 0.5, binary: bool = True, dtype: torch.dtype = torch.float32
-    ) -> None:
+    def __init__(self, threshold: float | None = 0.5, binary: bool = True, dtype: torch.dtype = torch.float32) -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ValueError(f"MaskToLabel: threshold must be in (0, 1) or None, got {threshold}.")
         self.threshold = threshold

@@ -48,7 +48,9 @@ class AxialBlock(nn.Module):
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}.")
         width = out_channels // 2
-        self.reduce = ConvNorm(nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), relu=True)
+        self.reduce = ConvNorm(
+            nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), relu=True
+        )
         self.height_attention = AxialAttention(width, spatial_size[0], 0, num_heads, attention, gate_placement)
         self.width_attention = AxialAttention(width, spatial_size[1], 1, num_heads, attention, gate_placement)
         self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
@@ -56,7 +58,8 @@ class AxialBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = ConvNorm(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
             )
         self.relu = nn.ReLU(inplace=True)
 

@@ -114,9 +114,7 @@ class AxialEncoderDecoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.bottleneck = DecoderStep(channels[-1], channels[-1], stride=2) if bottleneck else None
         # One step per skip, deepest first, then the final step to full resolution.
-        self.decoder = nn.ModuleList(
-            DecoderStep(channels[s], channels[s - 1]) for s in range(len(channels) - 1, 0, -1)
-        )
+        self.decoder = nn.ModuleList(DecoderStep(channels[s], channels[s - 1]) for s in range(len(channels) - 1, 0, -1))
         self.final = DecoderStep(channels[0], channels[0] // 2)
         self.out_channels = channels[0] // 2
 

@@ -16,7 +16,9 @@ class UNetPlusPlus(BasicUNetPlusPlus):
 
     def __init__(self, *args, **kwargs) -> None:
         if kwargs.pop("deep_supervision", False):
-            raise ValueError("UNetPlusPlus returns one tensor; use monai.networks.nets.BasicUNetPlusPlus for deep supervision.")
+            raise ValueError(
+                "UNetPlusPlus returns one tensor; use monai.networks.nets.BasicUNetPlusPlus for deep supervision."
+            )
         super().__init__(*args, deep_supervision=False, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
