@@ -895,6 +895,7 @@ def _parser(config_files: str | tuple[str, ...], **overrides):
     parser = ConfigParser()
     parser.read_config(list(config_files) if isinstance(config_files, tuple) else config_files)
     parser.update(overrides)
+    parser.resolve_macro_and_relative_ids()  # as monai.bundle run does: "run": "%training" is the training list
     return parser
 
 
@@ -1148,3 +1149,12 @@ def test_bad_network_name_stops_the_command_before_data_are_cached(work, tmp_pat
     r = _run(_train_args(work, tmp_path, "--network_name", "foo"))
     assert r.returncode != 0 and "--network_name 'foo' is not a network; the names are" in r.log, r.log[-3000:]
     assert "Loading dataset" not in r.log and not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("augmentation", ["flip", "dihedral", "dihedral_color", "dihedral_color_affine"])
+def test_flip_prob_reaches_the_flip_of_every_augmentation_preset(augmentation):
+    from monai.transforms import RandFlipd
+
+    parser = _parser((TRAIN,), augmentation=augmentation, flip_prob=0.125)
+    flips = [t for t in parser.get_parsed_content("train#random_transforms") if isinstance(t, RandFlipd)]
+    assert [t.prob for t in flips] == [0.125]

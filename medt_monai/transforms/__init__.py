@@ -14,6 +14,7 @@ from medt_monai.transforms.dictionary import (
     ToChannelsd,
     ToChannelsDict,
 )
+from medt_monai.transforms.network_size import network_size_inferer, network_size_transform
 
 __all__ = [
     "ToChannels",
@@ -28,4 +29,6 @@ __all__ = [
     "ScaleIntensityFullRanged",
     "ScaleIntensityFullRangeD",
     "ScaleIntensityFullRangeDict",
+    "network_size_transform",
+    "network_size_inferer",
 ]

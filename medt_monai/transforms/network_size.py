@@ -1,0 +1,42 @@
+"""How images reach the network's input size: squeezed to ``img_size`` or zoomed by ``image_scale``.
+
+The bundle's ``--image_scale`` switches between the two; these helpers hold that decision once for the transforms of
+``train.json``, ``evaluate.json`` and ``inference.json`` and for the matching inferer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.config import KeysCollection
+from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
+from monai.transforms import MapTransform, Resized, Zoomd
+
+__all__ = ["network_size_transform", "network_size_inferer"]
+
+
+def network_size_transform(
+    keys: KeysCollection, img_size: int, image_scale: float | None = None, mode: str | Sequence[str] = "bilinear"
+) -> MapTransform:
+    """``Resized`` to ``img_size x img_size`` when ``image_scale`` is None, else ``Zoomd`` by ``image_scale``.
+
+    Zooming keeps the aspect ratio and the native detail; the network then sees ``img_size`` crops in training and
+    sliding windows in evaluation (:func:`network_size_inferer`).
+
+    Args:
+        keys: keys to transform.
+        img_size: the network's input height and width.
+        image_scale: zoom factor of the images, or None to squeeze them to ``img_size``.
+        mode: interpolation mode(s), one per key or one for all (e.g. ``["bilinear", "nearest"]`` for image and label).
+    """
+    if image_scale is None:
+        return Resized(keys=keys, spatial_size=[img_size, img_size], mode=mode)
+    return Zoomd(keys=keys, zoom=image_scale, mode=mode, keep_size=False)
+
+
+def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inferer:
+    """The inferer for :func:`network_size_transform`'s output: the whole image at once, or (zoomed images of any
+    size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap."""
+    if image_scale is None:
+        return SimpleInferer()
+    return SlidingWindowInferer(roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian")
