@@ -196,7 +196,7 @@ def test_torchscript_script_of_every_attention_kind_matches_eager(kind, placemen
 @pytest.mark.parametrize("name", ["medt", "axial_unet"])
 def test_torchscript_script_matches_eager_and_survives_save_and_load(name, tmp_path):
     torch.manual_seed(0)
-    network = _trained_like(VARIANTS[name](img_size=128))
+    network = _trained_like(get_network(name, img_size=128))
     images = [torch.rand(2, 3, 128, 128), torch.rand(1, 3, 64, 128)]  # any batch, any supported size
     torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
@@ -213,7 +213,7 @@ def test_torchscript_script_matches_eager_and_survives_save_and_load(name, tmp_p
 @pytest.mark.parametrize("name", ["medt", "axial_unet"])
 def test_torchscript_trace_matches_eager(name):
     torch.manual_seed(0)
-    network = _trained_like(VARIANTS[name](img_size=64))
+    network = _trained_like(get_network(name, img_size=64))
     image = torch.rand(2, 3, 64, 64)
     with torch.inference_mode():
         expected = network(image)
