@@ -40,12 +40,16 @@ __all__ = [
 ]
 
 
-def _empty_case(o: ObjectOverlap, both_empty: float, one_empty: float) -> float | None:
+def _overlap(
+    pred: NdarrayOrTensor, gt: NdarrayOrTensor, both_empty: float, one_empty: float
+) -> tuple[ObjectOverlap, float | None]:
+    """The overlap of two instance maps, and the score of the edge cases (None when both maps have objects)."""
+    o = ObjectOverlap.from_maps(pred, gt)
     if o.n_gt == 0 and o.n_pred == 0:
-        return both_empty
+        return o, both_empty
     if o.n_gt == 0 or o.n_pred == 0:
-        return one_empty
-    return None
+        return o, one_empty
+    return o, None
 
 
 def compute_object_f1(pred: NdarrayOrTensor, gt: NdarrayOrTensor) -> float:
@@ -66,8 +70,7 @@ def compute_object_f1(pred: NdarrayOrTensor, gt: NdarrayOrTensor) -> float:
     Raises:
         ValueError: shapes differ, or ids are negative or not whole numbers.
     """
-    o = ObjectOverlap.from_maps(pred, gt)
-    edge = _empty_case(o, 1.0, 0.0)
+    o, edge = _overlap(pred, gt, 1.0, 0.0)
     if edge is not None:
         return edge
     matched = o.gt_of_pred >= 0
@@ -109,8 +112,7 @@ def compute_object_dice(pred: NdarrayOrTensor, gt: NdarrayOrTensor) -> float:
     Raises:
         ValueError: shapes differ, or ids are negative or not whole numbers.
     """
-    o = ObjectOverlap.from_maps(pred, gt)
-    edge = _empty_case(o, 1.0, 0.0)
+    o, edge = _overlap(pred, gt, 1.0, 0.0)
     if edge is not None:
         return edge
 
@@ -139,8 +141,7 @@ def compute_object_hausdorff_distance(pred: NdarrayOrTensor, gt: NdarrayOrTensor
     Raises:
         ValueError: shapes differ, or ids are negative or not whole numbers.
     """
-    o = ObjectOverlap.from_maps(pred, gt)
-    edge = _empty_case(o, 0.0, float("nan"))
+    o, edge = _overlap(pred, gt, 0.0, float("nan"))
     if edge is not None:
         return edge
     cache: dict[tuple[int, int], float] = {}
@@ -181,18 +182,9 @@ def compute_aggregated_jaccard_index(pred: NdarrayOrTensor, gt: NdarrayOrTensor)
     ``|G_i ∪ S_j|`` to the union sum U (``|G_i|`` alone when ``G_i`` overlaps no predicted object). Every predicted
     object paired with no ground-truth object adds its area to U. AJI = C / U.
 
-    Args:
-        pred: predicted instance map, spatial dims only; integer ids, 0 = background.
-        gt: ground-truth instance map of the same shape.
-
-    Returns:
-        AJI in [0, 1]; 1 when neither map has an object, 0 when only one has.
-
-    Raises:
-        ValueError: shapes differ, or ids are negative or not whole numbers.
+    Arguments, errors and edge cases as for :func:`compute_object_f1`; returns AJI in [0, 1].
     """
-    o = ObjectOverlap.from_maps(pred, gt)
-    edge = _empty_case(o, 1.0, 0.0)
+    o, edge = _overlap(pred, gt, 1.0, 0.0)
     if edge is not None:
         return edge
     best = o.iou.argmax(axis=1)  # (n_gt,), first = smaller id on ties
@@ -215,18 +207,9 @@ def compute_object_panoptic_quality(pred: NdarrayOrTensor, gt: NdarrayOrTensor) 
     computed from one overlap matrix instead of one full-image mask per object, so images with thousands of nuclei
     stay fast. Unlike MONAI's function (0), an image where neither map has an object scores 1.
 
-    Args:
-        pred: predicted instance map, spatial dims only; integer ids, 0 = background.
-        gt: ground-truth instance map of the same shape.
-
-    Returns:
-        PQ in [0, 1]; 1 when neither map has an object, 0 when only one has.
-
-    Raises:
-        ValueError: shapes differ, or ids are negative or not whole numbers.
+    Arguments, errors and edge cases as for :func:`compute_object_f1`; returns PQ in [0, 1].
     """
-    o = ObjectOverlap.from_maps(pred, gt)
-    edge = _empty_case(o, 1.0, 0.0)
+    o, edge = _overlap(pred, gt, 1.0, 0.0)
     if edge is not None:
         return edge
     matched = o.iou[o.iou > 0.5]
