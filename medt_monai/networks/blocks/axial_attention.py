@@ -56,8 +56,8 @@ class AxialAttention(nn.Module):
     """
 
     # TorchScript compiles only the branches these select (the gates and positional tables exist only when used)
-    __constants__ = ["axis", "num_heads", "head_channels", "channels", "axis_length", "positional", "gated",
-                     "gates_after_norm"]  # fmt: skip
+    __constants__ = ("axis", "num_heads", "head_channels", "channels", "axis_length", "positional", "gated",
+                     "gates_after_norm")  # fmt: skip
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ class ConvNorm(nn.Sequential):
         relu: append an in-place ReLU. Defaults to False.
     """
 
-    __constants__ = ["relu"]
+    __constants__ = ("relu",)
 
     def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d, relu: bool = False) -> None:
         super().__init__(conv, norm, *([nn.ReLU(inplace=True)] if relu else []))
