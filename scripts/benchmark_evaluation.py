@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each variant")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2 on the reference machine)")
     args = parser.parse_args()
+    for name in ("data_dir", "ckpt_path"):  # relative to where the script was started
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
     os.chdir(REPO)  # train.json finds the bundle from the repository root
     sys.path.insert(0, str(REPO))
     import torch
@@ -68,7 +72,15 @@ def main() -> None:
             spent[0] += time.perf_counter() - start
 
     ObjectMetric._compute_tensor = timed
-    out = Path(tempfile.mkdtemp(prefix="benchmark_evaluation-"))
+    out = Path(tempfile.mkdtemp(prefix="benchmark_evaluation-"))  # the runs' CSV files; removed at the end
+    try:
+        run_all(args, out, spent)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, out: Path, spent: list[float]) -> None:
+    """The warm-up and the alternating timed runs; prints one JSON line per run and a summary line."""
     common = {"dataset": args.dataset, "data_dir": args.data_dir, "network_name": args.network_name}
     if args.ckpt_path:
         common["ckpt_path"] = args.ckpt_path
