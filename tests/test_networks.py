@@ -77,6 +77,19 @@ def test_every_variant_returns_logits_of_the_input_size(name, size):
     assert torch.isfinite(output).all()
 
 
+def test_full_resolution_skip_adds_two_convolutions_at_the_input_resolution_and_scripts():
+    torch.manual_seed(0)
+    network = MedT(img_size=64, full_resolution_skip=True)
+    added = sum(p.numel() for p in network.parameters()) - sum(p.numel() for p in MedT(img_size=64).parameters())
+    assert added == (3 * 9 * 16 + 2 * 16) + (16 * 9 * 16 + 2 * 16)  # 3x3 convs 3 -> 16 -> 16, each with BN
+    image = torch.rand(2, 3, 64, 64)
+    torch.nn.functional.cross_entropy(network(image), torch.randint(0, 2, (2, 64, 64))).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.full_resolution.parameters())
+    network = _trained_like(network)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
+
+
 def test_smaller_inputs_than_img_size_use_the_central_relative_encodings():
     network = MedT(img_size=256).eval()
     with torch.inference_mode():

@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from medt_monai.networks.blocks.axial_block import AxialStage
 from medt_monai.networks.blocks.conv_norm import ConvNorm
 
-__all__ = ["ConvStem", "DecoderStep", "AxialEncoderDecoder"]
+__all__ = ["conv_bn_relu", "ConvStem", "DecoderStep", "AxialEncoderDecoder"]
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> ConvNorm:
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> ConvNorm:
+    """A bias-free ``kernel_size`` convolution (padding ``kernel_size // 2``) + BatchNorm + ReLU."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     return ConvNorm(conv, nn.BatchNorm2d(out_channels), relu=True)
 
@@ -35,9 +36,9 @@ class ConvStem(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 128) -> None:
         super().__init__(
-            _conv_bn_relu(in_channels, out_channels, 7, stride=2),
-            _conv_bn_relu(out_channels, hidden_channels, 3),
-            _conv_bn_relu(hidden_channels, out_channels, 3),
+            conv_bn_relu(in_channels, out_channels, 7, stride=2),
+            conv_bn_relu(out_channels, hidden_channels, 3),
+            conv_bn_relu(hidden_channels, out_channels, 3),
         )
 
 

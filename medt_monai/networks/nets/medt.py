@@ -8,7 +8,7 @@ from math import lcm
 import torch
 import torch.nn as nn
 
-from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder
+from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder, conv_bn_relu
 from medt_monai.networks.nets.utils import check_input_size, check_network_args
 
 __all__ = ["MedT", "LoGo", "BRANCHES"]
@@ -54,6 +54,11 @@ class MedT(nn.Module):
         gate_placement: ``"authors"`` or ``"effective"``, see
             :class:`~medt_monai.networks.blocks.AxialAttention`. Defaults to ``"authors"``.
         branches: which branches to build, a subset of ``("global", "local")``. Defaults to both.
+        full_resolution_skip: add a convolutional path at the input's resolution (two 3x3 conv + BN + ReLU,
+            ``channels[0] // 2`` maps) to the branches' features before the head. Both branches begin with a stride-2
+            7x7 stem, so without it every feature the head sees was computed at half resolution and upsampled; the
+            path gives outlines and small structures a full-resolution route, as a U-Net's first skip does. Not in
+            the paper; defaults to False (the published network).
 
     Raises:
         ValueError: for ``spatial_dims != 2``, an unknown branch, a ``patch_grid`` that is not two positive ints,
@@ -78,6 +83,7 @@ class MedT(nn.Module):
         local_attention: str = "nopos",
         gate_placement: str = "authors",
         branches: Sequence[str] = BRANCHES,
+        full_resolution_skip: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
@@ -112,6 +118,11 @@ class MedT(nn.Module):
         #: height and width of an input must be multiples of these.
         self.size_divisor = divisor
         features = channels[0] // 2
+        self.full_resolution = None
+        if full_resolution_skip:
+            self.full_resolution = nn.Sequential(
+                conv_bn_relu(in_channels, features, 3), conv_bn_relu(features, features, 3)
+            )
         self.head = nn.Sequential(
             nn.Conv2d(features, features, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
@@ -139,6 +150,8 @@ class MedT(nn.Module):
             features = self.global_branch(x)
         else:
             features = self._local_features(x)
+        if self.full_resolution is not None:
+            features = features + self.full_resolution(x)
         return self.head(features)
 
 
