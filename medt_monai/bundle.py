@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["bundle_root"]
+__all__ = ["bundle_root", "prefixed"]
 
 
 def bundle_root() -> str:
@@ -32,3 +34,12 @@ def bundle_root() -> str:
     finally:
         del frame  # no reference cycle through this frame
     return os.path.abspath(".")
+
+
+def prefixed(prefix: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` with every name preceded by ``prefix + "_"``: the names the engines log, save and write to CSV.
+
+    The configs define each metric handler once under a plain name (``mean_dice``, ``object_f1``, ...);
+    ``metric_prefix`` makes them ``val_mean_dice`` during training and ``test_mean_dice`` in ``evaluate.json``.
+    """
+    return {f"{prefix}_{name}": metric for name, metric in metrics.items()}

@@ -369,7 +369,6 @@ def test_inference_config_network_matches_training_config():
         "num_classes",
         "intensity",
         "intensity_max",
-        "intensity_scalings",
         "window_inferer",
     ):
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
@@ -1158,3 +1157,37 @@ def test_flip_prob_reaches_the_flip_of_every_augmentation_preset(augmentation):
     parser = _parser((TRAIN,), augmentation=augmentation, flip_prob=0.125)
     flips = [t for t in parser.get_parsed_content("train#random_transforms") if isinstance(t, RandFlipd)]
     assert [t.prob for t in flips] == [0.125]
+
+
+def test_swappable_parts_are_named_alternatives_and_an_unknown_name_lists_the_choices():
+    from monai.losses import DiceCELoss, DiceLoss
+
+    assert _parser((TRAIN,)).get_parsed_content("loss").lambda_dice == 0.0  # default: cross-entropy only
+    assert _parser((TRAIN,), loss_name="dicece").get_parsed_content("loss").lambda_dice == 1.0
+    # a new alternative is one entry, as the bundle's docs show
+    parser = _parser((TRAIN,), loss_name="dice", **{"losses#dice": {"_target_": "DiceLoss", "to_onehot_y": True}})
+    assert isinstance(parser.get_parsed_content("loss"), DiceLoss)
+    assert not isinstance(parser.get_parsed_content("loss"), DiceCELoss)
+    for key, value, choices in [
+        ("loss_name", "focal", ("ce", "dicece")),
+        ("optimizer_name", "sgd", ("adam", "adamw")),
+        ("lr_schedule", "step", ("poly", "cosine")),
+        ("augmentation", "mixup", ("none", "flip", "dihedral_color")),
+    ]:
+        target = {"loss_name": "loss", "optimizer_name": "optimizer", "lr_schedule": "lr_scheduler",
+                  "augmentation": "train#random_transforms"}[key]  # fmt: skip
+        error = _config_error(_parser((TRAIN,), **{key: value}), target)
+        assert f"Unsupported option '{value}'" in str(error), error
+        assert all(f"'{choice}'" in str(error) for choice in choices), error
+
+
+def test_metric_names_carry_the_workflow_prefix_from_one_definition():
+    train = _parser((TRAIN,))
+    assert list(train.get_parsed_content("validate#key_metric")) == ["val_mean_dice"]
+    assert list(train.get_parsed_content("validate#additional_metrics")) == ["val_mean_iou"]
+    evaluate = _parser((TRAIN, EVALUATE), object_metrics=True)
+    assert list(evaluate.get_parsed_content("validate#key_metric")) == ["test_mean_dice"]
+    assert list(evaluate.get_parsed_content("validate#evaluator#additional_metrics")) == [
+        "test_mean_iou",
+        *OBJECT_METRICS,
+    ]

@@ -9,6 +9,8 @@ from pathlib import Path
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.transforms import Compose
 
+from medt_monai.transforms import INTENSITY_SCALINGS
+
 __all__ = ["BUNDLE_DIR", "get_transforms", "get_dataset", "pil_to_rgb_or_gray"]
 
 #: the bundle of this repository, whose configs define the transform chains.
@@ -102,10 +104,8 @@ def get_transforms(
         )
     parser = ConfigParser()
     parser.read_config(str(config_file))
-    if intensity not in parser["intensity_scalings"]:
-        raise ValueError(
-            f"intensity must be one of {', '.join(map(repr, parser['intensity_scalings']))}, got {intensity!r}."
-        )
+    if intensity not in INTENSITY_SCALINGS:
+        raise ValueError(f"intensity must be one of {', '.join(map(repr, INTENSITY_SCALINGS))}, got {intensity!r}.")
     parser.update({"img_size": img_size, "in_channels": in_channels, "intensity": intensity})
     if mode != "infer":
         parser.update({"binary_labels": binary, "label_threshold": threshold})

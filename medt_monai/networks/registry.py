@@ -6,6 +6,7 @@ networks from :data:`NETWORKS` through :func:`get_network`, so a name means the 
 
 from __future__ import annotations
 
+import pydoc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,11 +70,6 @@ NETWORKS: dict[str, NetworkSpec] = {
 }
 
 
-def _import(target: str) -> Callable[..., nn.Module]:
-    module, _, name = target.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
-
-
 def get_network(
     name: str,
     spatial_dims: int = 2,
@@ -102,6 +98,5 @@ def get_network(
     arguments = {**spec.kwargs, **kwargs}
     if spec.takes_img_size:
         arguments["img_size"] = img_size
-    return _import(spec.target)(
-        spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **arguments
-    )
+    network_class: Callable[..., nn.Module] = pydoc.locate(spec.target)  # type: ignore[assignment]
+    return network_class(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **arguments)

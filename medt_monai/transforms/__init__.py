@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from medt_monai.transforms.array import MaskToLabel, ScaleIntensityFullRange, ToChannels
 from medt_monai.transforms.dictionary import (
+    INTENSITY_SCALINGS,
+    LoadScaledImageD,
+    LoadScaledImaged,
+    LoadScaledImageDict,
     MaskToLabelD,
     MaskToLabeld,
     MaskToLabelDict,
@@ -17,6 +21,10 @@ from medt_monai.transforms.dictionary import (
 from medt_monai.transforms.network_size import network_size_inferer, network_size_transform
 
 __all__ = [
+    "INTENSITY_SCALINGS",
+    "LoadScaledImaged",
+    "LoadScaledImageD",
+    "LoadScaledImageDict",
     "ToChannels",
     "MaskToLabel",
     "ScaleIntensityFullRange",
