@@ -19,7 +19,7 @@ from monai.data import MetaTensor
 from medt_monai.networks.layers.axial_attention import (
     apply_value_affine,
     attend_lines,
-    axial_attention,
+    attend_qkv,
     line_statistics,
     position_moments,
     product_moments,
@@ -222,17 +222,17 @@ class AxialAttention(nn.Module):
     @torch.jit.unused
     def _forward_eager(self, qkv: torch.Tensor, table: torch.Tensor | None, length: int) -> torch.Tensor:
         """:meth:`forward` after the projection, outside TorchScript: the fused CPU kernel or the PyTorch
-        implementation (:func:`~medt_monai.networks.layers.axial_attention`); closed-form statistics in training mode."""
+        implementation (:func:`~medt_monai.networks.layers.attend_qkv`); closed-form statistics in training mode."""
         statistics = None
         if self.qk_norm.training:
             statistics = line_statistics(qkv, self.axis, self.num_heads, self.positional)
         lines = qkv.shape[0] * qkv.shape[3 - self.axis]
         scales, shift = self._logit_affine(statistics, lines, length)
         if not self.value_norm.training:
-            return axial_attention(
+            return attend_qkv(
                 qkv, self.axis, self.num_heads, scales, shift, table, self._value_affine(), self.max_lines
             )[0]
-        terms = axial_attention(qkv, self.axis, self.num_heads, scales, shift, table, max_lines=self.max_lines)
+        terms = attend_qkv(qkv, self.axis, self.num_heads, scales, shift, table, max_lines=self.max_lines)
         gate_v1, gate_v2 = self.gates()[2:] if self.gated else (None, None)
         out = gated_batch_norm(self.value_norm, terms[0], gate_v1, self.gates_after_norm)
         if self.positional:

@@ -5,7 +5,7 @@ from medt_monai.networks.layers.axial_attention import (
     apply_value_affine,
     attend,
     attend_lines,
-    axial_attention,
+    attend_qkv,
     fused_kernel_applies,
     line_statistics,
     position_moments,

@@ -29,7 +29,7 @@ __all__ = [
     "line_statistics",
     "product_moments",
     "position_moments",
-    "axial_attention",
+    "attend_qkv",
 ]
 
 #: Logits per chunk of lines on CPU when ``max_lines`` is None: 2**18 values (1 MiB in float32) per
@@ -335,7 +335,7 @@ def position_moments(x_sum: torch.Tensor, x_gram: torch.Tensor, r: torch.Tensor,
     return mean, squares / count - mean * mean, count
 
 
-def axial_attention(
+def attend_qkv(
     qkv: torch.Tensor,
     axis: int,
     num_heads: int,
