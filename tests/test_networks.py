@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,7 @@ def test_gates_freeze_and_unfreeze():
 
 def _relative_change_from_gate(placement: str) -> float:
     torch.manual_seed(0)
-    layer = AxialAttention(16, 32, axis=0, kind="gated", gate_placement=placement).train()
+    layer = AxialAttention(16, 32, axis=0, attention="gated", gate_placement=placement).train()
     x = torch.randn(4, 16, 32, 32)
     base = layer(x)
     with torch.no_grad():
@@ -144,9 +145,49 @@ def _relative_change_from_gate(placement: str) -> float:
     return ((layer(x) - base).norm() / base.norm()).item()
 
 
-def test_authors_gate_placement_is_cancelled_by_batchnorm_effective_placement_is_not():
-    assert _relative_change_from_gate("authors") < 0.02
-    assert _relative_change_from_gate("effective") > 0.2
+def test_gates_before_norm_are_cancelled_by_batchnorm_gates_after_norm_are_not():
+    assert _relative_change_from_gate("before_norm") < 0.02
+    assert _relative_change_from_gate("after_norm") > 0.2
+
+
+def _seeded(build, *args, **kwargs):
+    """``build(*args, **kwargs)`` from the same random state every time, and the warnings it issued."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = build(*args, **kwargs)
+    return built, [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+
+
+def _same_network(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    with torch.no_grad():
+        assert torch.equal(a.eval()(x), b.eval()(x))
+
+
+@pytest.mark.parametrize("old, new", [("authors", "before_norm"), ("effective", "after_norm")])
+def test_deprecated_gate_placement_spellings_warn_once_and_build_the_same_network(old, new):
+    network, warned = _seeded(MedT, img_size=64, gate_placement=old)
+    reference, silent = _seeded(MedT, img_size=64, gate_placement=new)
+    assert not silent
+    (warning,) = warned  # one warning per network, naming the new value, not one per attention layer
+    assert warning.category is FutureWarning and f"gate_placement={new!r}" in str(warning.message)
+    gated = [m.gates_after_norm for m in network.modules() if isinstance(m, AxialAttention) and m.gated]
+    assert gated and set(gated) == {new == "after_norm"}
+    _same_network(network, reference, torch.rand(1, 3, 64, 64))
+    layer, warned = _seeded(AxialAttention, 16, 12, 1, attention="gated", gate_placement=old)
+    assert len(warned) == 1 and layer.gates_after_norm == (new == "after_norm")
+
+
+def test_deprecated_kind_argument_warns_and_builds_the_same_layer():
+    layer, warned = _seeded(AxialAttention, 16, 12, 1, num_heads=2, kind="gated", gate_placement="after_norm")
+    reference, silent = _seeded(AxialAttention, 16, 12, 1, num_heads=2, attention="gated", gate_placement="after_norm")
+    assert not silent
+    (warning,) = warned
+    assert warning.category is FutureWarning and "use attention=" in str(warning.message)
+    assert layer.gated and len(layer.gates()) == 4
+    _same_network(_trained_like(layer), _trained_like(reference), torch.randn(2, 16, 5, 12))
 
 
 @pytest.mark.parametrize(
@@ -157,7 +198,7 @@ def test_authors_gate_placement_is_cancelled_by_batchnorm_effective_placement_is
         ({"img_size": (128,)}, "img_size must be"),
         ({"patch_grid": (4, 0)}, "patch_grid must be"),
         ({"branches": ["middle"]}, "branches must be"),
-        ({"global_attention": "gaussian"}, "kind must be one of"),
+        ({"global_attention": "gaussian"}, "attention must be one of"),
         ({"gate_placement": "inside"}, "gate_placement must be one of"),
     ],
 )
@@ -193,11 +234,11 @@ def _trained_like(network: torch.nn.Module) -> torch.nn.Module:
     return network.eval()
 
 
-@pytest.mark.parametrize("kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"),
-                                             ("gated", "effective")])  # fmt: skip
-def test_torchscript_script_of_every_attention_kind_matches_eager(kind, placement):
+@pytest.mark.parametrize("attention, placement", [("nopos", "before_norm"), ("axial", "before_norm"), ("gated", "before_norm"),
+                                             ("gated", "after_norm")])  # fmt: skip
+def test_torchscript_script_of_every_attention_kind_matches_eager(attention, placement):
     torch.manual_seed(0)
-    layer = _trained_like(AxialAttention(16, 12, axis=1, num_heads=2, kind=kind, gate_placement=placement))
+    layer = _trained_like(AxialAttention(16, 12, axis=1, num_heads=2, attention=attention, gate_placement=placement))
     scripted = torch.jit.script(layer)
     x = torch.randn(2, 16, 5, 12)
     with torch.no_grad():

@@ -81,19 +81,20 @@ def _randomise(layer: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind, placement", [("nopos", "authors"), ("axial", "authors"), ("gated", "authors"), ("gated", "effective")]
+    "attention, placement",
+    [("nopos", "before_norm"), ("axial", "before_norm"), ("gated", "before_norm"), ("gated", "after_norm")],
 )
 @pytest.mark.parametrize("axis", [0, 1])
 # two softmax code paths of the PyTorch implementation; the longer rows in a layer built for longer ones (central
 # offsets of the relative table)
 @pytest.mark.parametrize("length, axis_length", [(12, 12), (20, 23)], ids=["short_rows", "long_rows_longer_table"])
 def test_fused_attention_equals_plain_formulation_in_eval_and_training(
-    kind, placement, axis, length, axis_length, implementation
+    attention, placement, axis, length, axis_length, implementation
 ):
     torch.manual_seed(0)
-    fused = AxialAttention(32, axis_length, axis, kind=kind, gate_placement=placement)
+    fused = AxialAttention(32, axis_length, axis, attention=attention, gate_placement=placement)
     _randomise(fused)
-    plain = AxialAttention(32, axis_length, axis, kind=kind, gate_placement=placement)
+    plain = AxialAttention(32, axis_length, axis, attention=attention, gate_placement=placement)
     plain.load_state_dict(fused.state_dict())
     fused.max_lines = 7  # PyTorch: 30 lines in chunks of 7, training statistics must not depend on the chunking
     x = torch.randn(3, 32, 10, length) if axis else torch.randn(3, 32, length, 10)
@@ -123,14 +124,14 @@ def test_fused_attention_equals_plain_formulation_in_eval_and_training(
     torch.testing.assert_close(fused.state_dict(), plain.state_dict(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["nopos", "gated"])
-def test_training_mode_without_gradients_uses_batch_statistics(kind, implementation):
+@pytest.mark.parametrize("attention", ["nopos", "gated"])
+def test_training_mode_without_gradients_uses_batch_statistics(attention, implementation):
     """A training-mode forward under ``torch.no_grad`` (the authors' "validation", MONAI's ``train_mode`` without
     gradients) normalises with the batch statistics and updates the running ones, as with gradients."""
     torch.manual_seed(0)
-    layer = AxialAttention(32, 12, 1, kind=kind)
+    layer = AxialAttention(32, 12, 1, attention=attention)
     _randomise(layer)
-    reference = AxialAttention(32, 12, 1, kind=kind)
+    reference = AxialAttention(32, 12, 1, attention=attention)
     reference.load_state_dict(layer.state_dict())
     x = torch.randn(3, 32, 5, 12)
     with torch.no_grad():
@@ -183,19 +184,21 @@ def test_kernel_and_chunked_pytorch_training_agree_on_medt(memory_format, monkey
     torch.testing.assert_close(chunked.state_dict(), network.state_dict(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["nopos", "gated"])
-def test_kernel_in_float64_equals_plain_formulation_to_double_round_off(kind):
+@pytest.mark.parametrize("attention", ["nopos", "gated"])
+def test_kernel_in_float64_equals_plain_formulation_to_double_round_off(attention):
     """In float64 the kernel must agree with the plain formulation far below float32 round-off: a wrong index or a
     missing term cannot hide in a tolerance."""
     if not cpu_attention_available():
         pytest.skip("the CPU attention kernel could not be built here (see the warning)")
     torch.manual_seed(0)
-    layer = AxialAttention(64, 19, 1, kind=kind).double()  # 8 query channels per head, a table longer than the rows
+    layer = AxialAttention(
+        64, 19, 1, attention=attention
+    ).double()  # 8 query channels per head, a table longer than the rows
     _randomise(layer)
     x = torch.randn(2, 64, 5, 17, dtype=torch.float64, requires_grad=True)
     for training in (True, False):
         layer.train(training)
-        reference = AxialAttention(64, 19, 1, kind=kind).double().train(training)
+        reference = AxialAttention(64, 19, 1, attention=attention).double().train(training)
         reference.load_state_dict(layer.state_dict())
         out, expected = layer(x), _plain(reference, x)
         torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
@@ -203,7 +206,7 @@ def test_kernel_in_float64_equals_plain_formulation_to_double_round_off(kind):
         (grad,) = torch.autograd.grad((out * weights).sum(), x)
         (grad_expected,) = torch.autograd.grad((expected * weights).sum(), x)
         torch.testing.assert_close(grad, grad_expected, rtol=1e-9, atol=1e-9)
-        if kind == "gated":
+        if attention == "gated":
             (grad_table,) = torch.autograd.grad((layer(x) * weights).sum(), layer.relative_position)
             (grad_table_expected,) = torch.autograd.grad(
                 (_plain(reference, x) * weights).sum(), reference.relative_position
@@ -257,14 +260,14 @@ def _compile_graph_ops(module: torch.nn.Module, *inputs: torch.Tensor) -> tuple[
     return ops, out
 
 
-@pytest.mark.parametrize("kind", ["nopos", "gated"])
-def test_torch_compile_keeps_the_kernel_in_one_graph_with_the_same_gradients(kind):
+@pytest.mark.parametrize("attention", ["nopos", "gated"])
+def test_torch_compile_keeps_the_kernel_in_one_graph_with_the_same_gradients(attention):
     """``torch.compile`` must not fall back to the slower PyTorch operators on CPU, nor break the graph around the
     kernel: its operators have shape functions (fake tensors) and registered gradients."""
     if not cpu_attention_available():
         pytest.skip("the CPU attention kernel could not be built here (see the warning)")
     torch.manual_seed(0)
-    layer = AxialAttention(32, 16, 1, kind=kind).double()
+    layer = AxialAttention(32, 16, 1, attention=attention).double()
     _randomise(layer)
     x = torch.randn(2, 32, 8, 16, dtype=torch.float64, requires_grad=True)
     expected = layer(x)

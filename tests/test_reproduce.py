@@ -28,13 +28,13 @@ def _network(model: str, tmp_path: Path) -> torch.nn.Module:
     "model, cls, branches, placement",
     [
         ("axial_unet", AxialUNet, None, None),
-        ("gated_axial_unet", GatedAxialUNet, None, "authors"),
-        ("gated_axial_unet_effective", GatedAxialUNet, None, "effective"),
+        ("gated_axial_unet", GatedAxialUNet, None, "before_norm"),
+        ("gated_axial_unet_effective", GatedAxialUNet, None, "after_norm"),
         ("logo", LoGo, ("global", "local"), None),
-        ("medt_global", MedT, ("global",), "authors"),
+        ("medt_global", MedT, ("global",), "before_norm"),
         ("medt_local", MedT, ("local",), None),
-        ("medt", MedT, ("global", "local"), "authors"),
-        ("medt_effective", MedT, ("global", "local"), "effective"),
+        ("medt", MedT, ("global", "local"), "before_norm"),
+        ("medt_effective", MedT, ("global", "local"), "after_norm"),
     ],
 )
 def test_table_models_are_the_named_variants(model, cls, branches, placement, tmp_path):
@@ -49,7 +49,7 @@ def test_table_models_are_the_named_variants(model, cls, branches, placement, tm
     if placement is None:
         assert not gated
     else:
-        assert gated and all(m.gates_after_norm == (placement == "effective") for m in gated)
+        assert gated and all(m.gates_after_norm == (placement == "after_norm") for m in gated)
 
 
 def test_baselines_are_monai_networks(tmp_path):
@@ -119,7 +119,7 @@ def test_reproduce_then_figures_on_the_demo_set(tmp_path):
         assert 0.0 <= float(row["object_f1"]) <= 1.0  # the demo set has gland instance labels
     assert int(rows[1]["parameters"]) == sum(p.numel() for p in MedT(img_size=64).parameters())
     table = (tmp_path / "runs" / "results.md").read_text()
-    assert "| MedT, authors' gates |" in table and "| U-Net (MONAI `UNet`) |" in table
+    assert "| MedT, gates before norm (authors' code) |" in table and "| U-Net (MONAI `UNet`) |" in table
     first = json.loads((tmp_path / "runs" / "demo" / "medt" / "result.json").read_text())
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # finished models are not retrained
     assert (

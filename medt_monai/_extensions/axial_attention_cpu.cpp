@@ -1,10 +1,11 @@
 // Fused CPU kernel of MedT's axial attention (Eq. 2 / 3 of Valanarasu et al., MICCAI 2021) for many short lines.
 //
-// Computes what medt_monai.networks.blocks.axial_attention._attend computes (and its gradients) straight from the
-// layer's (N, 2C, H, W) qkv map: every row (axis = 1) or column (axis = 0) of the map is a line of length L. The
-// kernel works on W lines of one head at a time and one output row i at a time, so the row of logits, its softmax and
-// every product that uses it stay in L1, instead of a dozen passes of PyTorch operators over (lines, heads, L, L)
-// tensors; the training backward recomputes each row's attention weights (nothing of size L x L is stored).
+// Computes what medt_monai.networks.layers.axial_attention.attend_lines computes (and its gradients) straight from
+// the layer's (N, 2C, H, W) qkv map (H, W: the image axes): every row (axis = 1) or column (axis = 0) of the map is
+// a line of length L. The kernel works on LANES lines of one head at a time and one output row i at a time, so the
+// row of logits, its softmax and every product that uses it stay in L1, instead of a dozen passes of PyTorch operators
+// over (lines, heads, L, L) tensors; the training backward recomputes each row's attention weights (nothing of size
+// L x L is stored).
 //
 // Per head g (d = C / heads channels, h = d / 2), qkv channels [2gd, 2gd + h) are q, [2gd + h, 2gd + d) are k and
 // [2gd + d, 2gd + 2d) are v. The logits' BatchNorms are per-head factors (scales[g] = s_qk, s_qr, s_kr) and one shift:
@@ -29,14 +30,14 @@
 
 namespace {
 
-// Lines per block: the kernel vectorises across W lines of one head (every operand is stored "lanes innermost",
-// x[c][i] is a vector of W lines), so each vector instruction does the same step for W lines and no loop has a
-// remainder or a horizontal sum, whatever the (short) length L. W = 16 floats fill one AVX-512 register, two AVX2
+// Lines per block: the kernel vectorises across LANES lines of one head (every operand is stored "lanes innermost",
+// x[c][i] is a vector of LANES lines), so each vector instruction does the same step for LANES lines and no loop has a
+// remainder or a horizontal sum, whatever the (short) length L. LANES = 16 floats fill one AVX-512 register, two AVX2
 // ones. The vectors are GCC / Clang vector extensions (the compiler splits them for narrower instruction sets).
-constexpr int64_t W = 16;
-typedef float FloatLanes __attribute__((vector_size(W * sizeof(float))));
-typedef double DoubleLanes __attribute__((vector_size(W * sizeof(double))));
-typedef int32_t IntLanes __attribute__((vector_size(W * sizeof(int32_t))));
+constexpr int64_t LANES = 16;
+typedef float FloatLanes __attribute__((vector_size(LANES * sizeof(float))));
+typedef double DoubleLanes __attribute__((vector_size(LANES * sizeof(double))));
+typedef int32_t IntLanes __attribute__((vector_size(LANES * sizeof(int32_t))));
 
 template <typename T>
 struct LanesOf;
@@ -72,14 +73,14 @@ inline FloatLanes exp_nonpositive(FloatLanes x) {
 
 // float64 (for exactness checks): std::exp lane by lane.
 inline DoubleLanes exp_nonpositive(DoubleLanes x) {
-  for (int64_t w = 0; w < W; ++w) x[w] = std::exp(x[w]);
+  for (int64_t lane = 0; lane < LANES; ++lane) x[lane] = std::exp(x[lane]);
   return x;
 }
 
 template <typename T>
 T lane_sum(const Lanes<T>& x) {
   T total = 0;
-  for (int64_t w = 0; w < W; ++w) total += x[w];
+  for (int64_t lane = 0; lane < LANES; ++lane) total += x[lane];
   return total;
 }
 
@@ -92,14 +93,15 @@ struct Layout {
 
 struct Sizes {
   int64_t lines, others, heads, h, d, L, K;  // K: axis length of the relative table (0 without positions)
-  int64_t blocks() const { return (lines + W - 1) / W; }
+  int64_t blocks() const { return (lines + LANES - 1) / LANES; }
 };
 
-// The query (= key) channels per head, h, as a compile-time constant H for the widths MedT uses (1, 2, 4, 8), so the
-// channel loops unroll and their sums stay in registers; H = 0: any other width, read at run time.
-template <int64_t H>
+// The query (= key) channels per head, h, as a compile-time constant QUERY_CHANNELS for the counts MedT uses (1, 2, 4,
+// 8), so the channel loops unroll and their sums stay in registers; QUERY_CHANNELS = 0: any other count, read at run
+// time.
+template <int64_t QUERY_CHANNELS>
 inline int64_t query_channels(const Sizes& s) {
-  return H > 0 ? H : s.h;
+  return QUERY_CHANNELS > 0 ? QUERY_CHANNELS : s.h;
 }
 
 template <typename F>
@@ -124,23 +126,25 @@ struct Registers {
   Lanes<T>& operator[](int64_t e) { return v[e]; }
 };
 
-// Offsets of the W lines of one block in a tensor of layout `layout`; `count` of them are real lines. `adjacent`: all
-// W lines are real and next to each other in memory (height attention on an NCHW map), so a lane vector is one load.
+// Offsets of the LANES lines of one block in a tensor of layout `layout`; `count` of them are real lines. `adjacent`:
+// all LANES lines are real and next to each other in memory (height attention on an NCHW map), so a lane vector is one
+// load.
 struct BlockLines {
-  std::array<int64_t, W> offset{};
+  std::array<int64_t, LANES> offset{};
   int64_t count = 0;
   bool adjacent = false;
   BlockLines(const Sizes& s, const Layout& layout, int64_t block) {
-    for (int64_t w = 0; w < W && block * W + w < s.lines; ++w, ++count) {
-      const int64_t line = block * W + w;
-      offset[w] = (line / s.others) * layout.n + (line % s.others) * layout.other;
+    for (int64_t lane = 0; lane < LANES && block * LANES + lane < s.lines; ++lane, ++count) {
+      const int64_t line = block * LANES + lane;
+      offset[lane] = (line / s.others) * layout.n + (line % s.others) * layout.other;
     }
-    adjacent = count == W;
-    for (int64_t w = 1; w < W && adjacent; ++w) adjacent = offset[w] == offset[0] + w;
+    adjacent = count == LANES;
+    for (int64_t lane = 1; lane < LANES && adjacent; ++lane) adjacent = offset[lane] == offset[0] + lane;
   }
 };
 
-// dst[c * c_step + i * i_step][w] = src[line w, channel first + c, position i] (zero in lanes past the last line).
+// dst[c * c_step + i * i_step][lane] = src[line lane, channel first + c, position i] (zero in lanes past the last
+// line).
 // Three memory orders read contiguously: lines next to each other (height attention, NCHW), a line's positions next to
 // each other (width attention, NCHW), a position's channels next to each other (channels-last).
 template <typename T>
@@ -154,24 +158,24 @@ void gather(const T* src, const Layout& layout, const BlockLines& lines, int64_t
                     sizeof(Lanes<T>));
     return;
   }
-  if (lines.count < W)
+  if (lines.count < LANES)
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t i = 0; i < L; ++i) dst[c * c_step + i * i_step] = Lanes<T>{};
   const bool positions_inner = layout.position == 1 || layout.channel != 1;
-  for (int64_t w = 0; w < lines.count; ++w) {
-    const T* line = src + lines.offset[w];
+  for (int64_t lane = 0; lane < lines.count; ++lane) {
+    const T* line = src + lines.offset[lane];
     if (positions_inner) {
       for (int64_t c = 0; c < channels; ++c)
         for (int64_t i = 0; i < L; ++i)
-          dst[c * c_step + i * i_step][w] = line[c * layout.channel + i * layout.position];
+          dst[c * c_step + i * i_step][lane] = line[c * layout.channel + i * layout.position];
     } else {
       for (int64_t i = 0; i < L; ++i)
-        for (int64_t c = 0; c < channels; ++c) dst[c * c_step + i * i_step][w] = line[c + i * layout.position];
+        for (int64_t c = 0; c < channels; ++c) dst[c * c_step + i * i_step][lane] = line[c + i * layout.position];
     }
   }
 }
 
-// The way back: dst[line w, channel first + c, position i] = src[c * c_step + i * i_step][w] for the real lines.
+// The way back: dst[line lane, channel first + c, position i] = src[c * c_step + i * i_step][lane] for the real lines.
 template <typename T>
 void scatter(const Lanes<T>* src, int64_t c_step, int64_t i_step, const Layout& layout, const BlockLines& lines,
              int64_t first, int64_t channels, int64_t L, T* dst) {
@@ -184,15 +188,15 @@ void scatter(const Lanes<T>* src, int64_t c_step, int64_t i_step, const Layout& 
     return;
   }
   const bool positions_inner = layout.position == 1 || layout.channel != 1;
-  for (int64_t w = 0; w < lines.count; ++w) {
-    T* line = dst + lines.offset[w];
+  for (int64_t lane = 0; lane < lines.count; ++lane) {
+    T* line = dst + lines.offset[lane];
     if (positions_inner) {
       for (int64_t c = 0; c < channels; ++c)
         for (int64_t i = 0; i < L; ++i)
-          line[c * layout.channel + i * layout.position] = src[c * c_step + i * i_step][w];
+          line[c * layout.channel + i * layout.position] = src[c * c_step + i * i_step][lane];
     } else {
       for (int64_t i = 0; i < L; ++i)
-        for (int64_t c = 0; c < channels; ++c) line[c + i * layout.position] = src[c * c_step + i * i_step][w];
+        for (int64_t c = 0; c < channels; ++c) line[c + i * layout.position] = src[c * c_step + i * i_step][lane];
     }
   }
 }
@@ -226,19 +230,19 @@ struct Block {
   }
 };
 
-// Row i of a block's attention weights for its W lines at once, a[j] = softmax_j(logit_ij) (see the top).
-template <typename T, int64_t H>
+// Row i of a block's attention weights for its LANES lines at once, a[j] = softmax_j(logit_ij) (see the top).
+template <typename T, int64_t QUERY_CHANNELS>
 void attention_row(const Block<T>& x, const T* table, const Sizes& s, int64_t i, T shift, Lanes<T>* a) {
-  const int64_t L = s.L, h = query_channels<H>(s), K = s.K;
+  const int64_t L = s.L, h = query_channels<QUERY_CHANNELS>(s), K = s.K;
   Lanes<T> top;
   for (int64_t j = 0; j < L; ++j) {
     Lanes<T> logit = x.qk[i] * x.k[j] + shift;
     for (int64_t c = 1; c < h; ++c) logit += x.qk[c * L + i] * x.k[c * L + j];
     if (table != nullptr) {
-      const int64_t offset = i - j + K - 1, width = 2 * K - 1;
+      const int64_t offset = i - j + K - 1, table_columns = 2 * K - 1;
       for (int64_t c = 0; c < h; ++c)
-        logit += x.q_r[c * L + i] * table[c * width + offset] +
-                 x.k_r[c * L + j] * table[(h + c) * width + 2 * (K - 1) - offset];
+        logit += x.q_r[c * L + i] * table[c * table_columns + offset] +
+                 x.k_r[c * L + j] * table[(h + c) * table_columns + 2 * (K - 1) - offset];
     }
     a[j] = logit;
     top = j == 0 || logit > top ? logit : top;
@@ -320,9 +324,9 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
     using T = scalar_t;
     const T* table_data = in.table_data<T>();
     const T* affine = fused_norm ? out_affine.data_ptr<T>() : nullptr;  // rows: a, b, c
-    dispatch_query_channels(s.h, [&](auto query_width) {
-      constexpr int64_t H = decltype(query_width)::value;
-      const int64_t L = s.L, d = 2 * query_channels<H>(s), width = 2 * s.K - 1;
+    dispatch_query_channels(s.h, [&](auto fixed_query_channels) {
+      constexpr int64_t QUERY_CHANNELS = decltype(fixed_query_channels)::value;
+      const int64_t L = s.L, d = 2 * query_channels<QUERY_CHANNELS>(s), table_columns = 2 * s.K - 1;
       at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
         Block<T> x(s, positional);
         LanesBuffer<T> a(L), out(L * d), out_position(positional ? L * d : 0);  // out[i * d + c]
@@ -331,15 +335,15 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& qkv, int64_t axis, i
           const BlockLines lines(s, in_layout, block), out_lines(s, out_layout, block);
           x.load(in.qkv.data_ptr<T>(), in_layout, lines, s, g, in.scales.data_ptr<T>() + 3 * g);
           for (int64_t i = 0; i < L; ++i) {
-            attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
-            // sum_j a_ij v_cj and sum_j a_ij r^v_cij, r^v_cij = r_v[c * width - j]
-            Registers<T, 2 * H> sum(d), sum_position(d);
-            const T* r_v = positional ? table_data + d * width + i + s.K - 1 : nullptr;
+            attention_row<T, QUERY_CHANNELS>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
+            // sum_j a_ij v_cj and sum_j a_ij r^v_cij, r^v_cij = r_v[c * table_columns - j]
+            Registers<T, 2 * QUERY_CHANNELS> sum(d), sum_position(d);
+            const T* r_v = positional ? table_data + d * table_columns + i + s.K - 1 : nullptr;
             for (int64_t j = 0; j < L; ++j) {
               const Lanes<T> a_j = a[j];
               for (int64_t c = 0; c < d; ++c) sum[c] += a_j * x.v[c * L + j];
               if (positional)
-                for (int64_t c = 0; c < d; ++c) sum_position[c] += a_j * r_v[c * width - j];
+                for (int64_t c = 0; c < d; ++c) sum_position[c] += a_j * r_v[c * table_columns - j];
             }
             for (int64_t c = 0; c < d; ++c) {
               out[i * d + c] = sum[c];
@@ -381,28 +385,28 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
   const auto grad_out_position = positional ? grad_values_position->to(qkv.scalar_type()) : at::Tensor();
   auto grad_qkv = at::empty_like(qkv);
   // The scales' and the table's gradients sum over all lines and heads: one accumulator per partition of the tasks
-  // (W lanes per element, no horizontal sums in the inner loops), reduced at the end. Partitions are fixed ranges of
-  // tasks, so the result does not depend on how threads are scheduled.
+  // (LANES lanes per element, no horizontal sums in the inner loops), reduced at the end. Partitions are fixed ranges
+  // of tasks, so the result does not depend on how threads are scheduled.
   const int64_t tasks = s.heads * s.blocks();
   const int64_t partitions = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
-  const int64_t d = s.d, K = s.K, width = positional ? 2 * K - 1 : 0;
+  const int64_t d = s.d, K = s.K, table_columns = positional ? 2 * K - 1 : 0;
   auto grad_scales = at::zeros({partitions, s.heads, 3}, qkv.options().dtype(at::kDouble));
-  auto grad_table = at::zeros({partitions, 2 * d, width}, qkv.options());
+  auto grad_table = at::zeros({partitions, 2 * d, table_columns}, qkv.options());
   const Layout in_layout(in.qkv, axis), grad_layout(grad_qkv, axis), out_layout(grad_out, axis);
   const Layout out_position_layout = positional ? Layout(grad_out_position, axis) : out_layout;
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_backward", [&] {
     using T = scalar_t;
     const T* table_data = in.table_data<T>();
-    dispatch_query_channels(s.h, [&](auto query_width) {
-      constexpr int64_t H = decltype(query_width)::value;
-      const int64_t L = s.L, h = query_channels<H>(s), d = 2 * h;
+    dispatch_query_channels(s.h, [&](auto fixed_query_channels) {
+      constexpr int64_t QUERY_CHANNELS = decltype(fixed_query_channels)::value;
+      const int64_t L = s.L, h = query_channels<QUERY_CHANNELS>(s), d = 2 * h;
       at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
         Block<T> x(s, positional);
         LanesBuffer<T> a(L), grad_a(L), go(L * d), go_position(positional ? L * d : 0);  // go[i * d + c]
         // gradients with respect to qk, k (through q.k), v, q_r, k_r, [c * L + i]
         LanesBuffer<T> gq(h * L), gk(h * L), gv(d * L), gq_r(positional ? h * L : 0), gk_r(positional ? h * L : 0);
         LanesBuffer<T> grad_q(h * L), grad_k(h * L);
-        LanesBuffer<T> acc_table(2 * d * width);  // [row * width + offset]
+        LanesBuffer<T> acc_table(2 * d * table_columns);  // [row * table_columns + offset]
         for (int64_t part = first; part < last; ++part) {
           std::fill(acc_table.begin(), acc_table.end(), Lanes<T>{});
           double* acc_scales = grad_scales.data_ptr<double>() + part * s.heads * 3;
@@ -419,17 +423,18 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
             std::fill(gv.begin(), gv.end(), Lanes<T>{});
             std::fill(gk_r.begin(), gk_r.end(), Lanes<T>{});
             for (int64_t i = 0; i < L; ++i) {
-              attention_row<T, H>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
+              attention_row<T, QUERY_CHANNELS>(x, table_data, s, i, in.shift.data_ptr<T>()[g], a.data());
               const int64_t offset_i = i + K - 1;  // offset of (i, j = 0)
               // dL/da_ij = sum_c go_ic v_cj (+ sum_c gop_ic r^v_cij); dL/dv_cj += go_ic a_ij;
               // dL/dr^v_cij += gop_ic a_ij
-              Registers<T, 2 * H> go_i(d), gop_i(d);
+              Registers<T, 2 * QUERY_CHANNELS> go_i(d), gop_i(d);
               for (int64_t c = 0; c < d; ++c) {
                 go_i[c] = go[i * d + c];
                 if (positional) gop_i[c] = go_position[i * d + c];
               }
-              const T* r_v = positional ? table_data + d * width + offset_i : nullptr;  // r^v_cij = r_v[c width - j]
-              Lanes<T>* acc_v = acc_table.data() + d * width + offset_i;
+              // r^v_cij = r_v[c table_columns - j]
+              const T* r_v = positional ? table_data + d * table_columns + offset_i : nullptr;
+              Lanes<T>* acc_v = acc_table.data() + d * table_columns + offset_i;
               Lanes<T> mean = {};  // sum_j a_ij dL/da_ij
               for (int64_t j = 0; j < L; ++j) {
                 const Lanes<T> a_j = a[j];
@@ -440,8 +445,8 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
                 }
                 if (positional)
                   for (int64_t c = 0; c < d; ++c) {
-                    grad += gop_i[c] * r_v[c * width - j];
-                    acc_v[c * width - j] += gop_i[c] * a_j;
+                    grad += gop_i[c] * r_v[c * table_columns - j];
+                    acc_v[c * table_columns - j] += gop_i[c] * a_j;
                   }
                 grad_a[j] = grad;
                 mean += a_j * grad;
@@ -449,16 +454,16 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
               // softmax backward, dL/dlogit_ij = a_ij (dL/da_ij - mean), and on through the logit terms:
               // dL/dqk_ci = sum_j dlogit_ij k_cj, dL/dk_cj += dlogit_ij qk_ci, and with positions dL/dq_r_ci = sum_j
               // dlogit_ij r^q_cij, dL/dk_r_cj += dlogit_ij r^k_cji, dL/dr^q_cij += dlogit_ij q_r_ci, dL/dr^k_cji +=
-              // dlogit_ij k_r_cj; r^q_cij = r_q[c width - j], r^k_cji = r_k[c width + j]
-              Registers<T, H> qk_i(h), q_r_i(h), sum(h), sum_r(h);
+              // dlogit_ij k_r_cj; r^q_cij = r_q[c table_columns - j], r^k_cji = r_k[c table_columns + j]
+              Registers<T, QUERY_CHANNELS> qk_i(h), q_r_i(h), sum(h), sum_r(h);
               for (int64_t c = 0; c < h; ++c) {
                 qk_i[c] = x.qk[c * L + i];
                 if (positional) q_r_i[c] = x.q_r[c * L + i];
               }
               const T* r_q = positional ? table_data + offset_i : nullptr;
-              const T* r_k = positional ? table_data + h * width + 2 * (K - 1) - offset_i : nullptr;
+              const T* r_k = positional ? table_data + h * table_columns + 2 * (K - 1) - offset_i : nullptr;
               Lanes<T>* acc_q = acc_table.data() + offset_i;
-              Lanes<T>* acc_k = acc_table.data() + h * width + 2 * (K - 1) - offset_i;
+              Lanes<T>* acc_k = acc_table.data() + h * table_columns + 2 * (K - 1) - offset_i;
               for (int64_t j = 0; j < L; ++j) {
                 const Lanes<T> logit = a[j] * (grad_a[j] - mean);
                 for (int64_t c = 0; c < h; ++c) {
@@ -467,10 +472,10 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
                 }
                 if (positional)
                   for (int64_t c = 0; c < h; ++c) {
-                    sum_r[c] += logit * r_q[c * width - j];
-                    gk_r[c * L + j] += logit * r_k[c * width + j];
-                    acc_q[c * width - j] += logit * q_r_i[c];
-                    acc_k[c * width + j] += logit * x.k_r[c * L + j];
+                    sum_r[c] += logit * r_q[c * table_columns - j];
+                    gk_r[c * L + j] += logit * r_k[c * table_columns + j];
+                    acc_q[c * table_columns - j] += logit * q_r_i[c];
+                    acc_k[c * table_columns + j] += logit * x.k_r[c * L + j];
                   }
               }
               for (int64_t c = 0; c < h; ++c) {
@@ -499,8 +504,8 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
             scatter(grad_k.data(), L, 1, grad_layout, grad_lines, 2 * g * d + h, h, L, grad_qkv_data);
             scatter(gv.data(), L, 1, grad_layout, grad_lines, 2 * g * d + d, d, L, grad_qkv_data);
           }
-          T* table_grad = grad_table.data_ptr<T>() + part * 2 * d * width;
-          for (int64_t e = 0; e < 2 * d * width; ++e) table_grad[e] = lane_sum<T>(acc_table[e]);
+          T* table_grad = grad_table.data_ptr<T>() + part * 2 * d * table_columns;
+          for (int64_t e = 0; e < 2 * d * table_columns; ++e) table_grad[e] = lane_sum<T>(acc_table[e]);
         }
       });
     });
@@ -513,16 +518,17 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_values,
 // Per-line sums behind the closed-form BatchNorm statistics of the logit terms (float64), over all lines b:
 //   qk_sum[g] = sum_b (sum_i q_i) . (sum_j k_j) and qk_squares[g] = sum_b <Q Q^T, K K^T> (Q: a line's h x L queries),
 //   and with positions q_sum[g, c, i] = sum_b q_ci, q_gram[g, i, c, e] = sum_b q_ci q_ei (k_sum, k_gram alike),
-// from which the mean and variance of q_i.k_j, q_i.r^q_ij and k_j.r^k_ji follow (axial_attention.py: _product_moments, _position_moments).
+// from which the mean and variance of q_i.k_j, q_i.r^q_ij and k_j.r^k_ji follow (product_moments and position_moments
+// in medt_monai/networks/layers/axial_attention.py).
 template <typename T>
 struct LineGrams {
   // per lane (line) of a block: sums over positions and the h x h Gram matrices of q and k
   LanesBuffer<T> q_sum, k_sum, q_gram, k_gram;
   explicit LineGrams(int64_t h) : q_sum(h), k_sum(h), q_gram(h * h), k_gram(h * h) {}
 
-  template <int64_t H>
+  template <int64_t QUERY_CHANNELS>
   void compute(const Block<T>& x, const Sizes& s) {
-    const int64_t h = query_channels<H>(s), L = s.L;
+    const int64_t h = query_channels<QUERY_CHANNELS>(s), L = s.L;
     for (int64_t c = 0; c < h; ++c) {
       Lanes<T> qs = {}, ks = {};
       for (int64_t i = 0; i < L; ++i) {
@@ -562,20 +568,20 @@ std::vector<at::Tensor> attention_statistics(const at::Tensor& qkv, int64_t axis
   const Layout layout(in.qkv, axis);
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_statistics", [&] {
     using T = scalar_t;
-    dispatch_query_channels(s.h, [&](auto query_width) {
-      constexpr int64_t H = decltype(query_width)::value;
-      const int64_t h = query_channels<H>(s), L = s.L;
+    dispatch_query_channels(s.h, [&](auto fixed_query_channels) {
+      constexpr int64_t QUERY_CHANNELS = decltype(fixed_query_channels)::value;
+      const int64_t h = query_channels<QUERY_CHANNELS>(s), L = s.L;
       at::parallel_for(0, partitions, 1, [&](int64_t first, int64_t last) {
         Block<T> x(s, false);
         LineGrams<T> grams(h);
-        std::vector<DoubleLanes> acc(size);  // W lanes per element, summed at the end of the partition
+        std::vector<DoubleLanes> acc(size);  // LANES lanes per element, summed at the end of the partition
         for (int64_t part = first; part < last; ++part) {
           std::fill(acc.begin(), acc.end(), DoubleLanes{});
           for (int64_t task = part * tasks / partitions; task < (part + 1) * tasks / partitions; ++task) {
             const int64_t g = task % s.heads, block = task / s.heads;
             const BlockLines lines(s, layout, block);
             x.load_queries_keys(in.qkv.data_ptr<T>(), layout, lines, s, g);
-            grams.template compute<H>(x, s);
+            grams.template compute<QUERY_CHANNELS>(x, s);
             for (int64_t c = 0; c < h; ++c) {
               acc[g] += to_double<T>(grams.q_sum[c]) * to_double<T>(grams.k_sum[c]);
               for (int64_t e = 0; e < h; ++e)
@@ -639,9 +645,9 @@ at::Tensor attention_statistics_backward(const at::Tensor& qkv, int64_t axis, in
   const Layout in_layout(in.qkv, axis), grad_layout(grad_qkv, axis);
   AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "medt_axial_attention_statistics_backward", [&] {
     using T = scalar_t;
-    dispatch_query_channels(s.h, [&](auto query_width) {
-      constexpr int64_t H = decltype(query_width)::value;
-      const int64_t h = query_channels<H>(s), L = s.L, d = 2 * h;
+    dispatch_query_channels(s.h, [&](auto fixed_query_channels) {
+      constexpr int64_t QUERY_CHANNELS = decltype(fixed_query_channels)::value;
+      const int64_t h = query_channels<QUERY_CHANNELS>(s), L = s.L, d = 2 * h;
       at::parallel_for(0, s.heads * s.blocks(), 1, [&](int64_t begin, int64_t end) {
         Block<T> x(s, false);
         LineGrams<T> grams(h);
@@ -650,7 +656,7 @@ at::Tensor attention_statistics_backward(const at::Tensor& qkv, int64_t axis, in
           const int64_t g = task % s.heads, block = task / s.heads;
           const BlockLines lines(s, in_layout, block), grad_lines(s, grad_layout, block);
           x.load_queries_keys(in.qkv.data_ptr<T>(), in_layout, lines, s, g);
-          grams.template compute<H>(x, s);
+          grams.template compute<QUERY_CHANNELS>(x, s);
           const T a = g_sum.data_ptr<T>()[g], b = 2 * g_squares.data_ptr<T>()[g];
           for (int64_t c = 0; c < h; ++c)
             for (int64_t i = 0; i < L; ++i) {

@@ -51,11 +51,13 @@ NETWORKS: dict[str, NetworkSpec] = {
         "monai.networks.nets.SwinUNETR", "SwinUNETR (MONAI, feature size 24; needs einops)", {"feature_size": 24}
     ),
     "axial_unet": NetworkSpec(_NETS + "AxialUNet", "Axial U-Net", takes_img_size=True),
-    "gated_axial_unet": NetworkSpec(_NETS + "GatedAxialUNet", "Gated Axial U-Net, authors' gates", takes_img_size=True),
+    "gated_axial_unet": NetworkSpec(
+        _NETS + "GatedAxialUNet", "Gated Axial U-Net, gates before norm (authors' code)", takes_img_size=True
+    ),
     "gated_axial_unet_effective": NetworkSpec(
         _NETS + "GatedAxialUNet",
-        "Gated Axial U-Net, effective gates",
-        {"gate_placement": "effective"},
+        "Gated Axial U-Net, gates after norm",
+        {"gate_placement": "after_norm"},
         takes_img_size=True,
     ),
     "logo": NetworkSpec(_NETS + "LoGo", "LoGo", takes_img_size=True),
@@ -63,9 +65,9 @@ NETWORKS: dict[str, NetworkSpec] = {
         _NETS + "MedT", "MedT, global branch only", {"branches": ("global",)}, takes_img_size=True
     ),
     "medt_local": NetworkSpec(_NETS + "MedT", "MedT, local branch only", {"branches": ("local",)}, takes_img_size=True),
-    "medt": NetworkSpec(_NETS + "MedT", "MedT, authors' gates", takes_img_size=True),
+    "medt": NetworkSpec(_NETS + "MedT", "MedT, gates before norm (authors' code)", takes_img_size=True),
     "medt_effective": NetworkSpec(
-        _NETS + "MedT", "MedT, effective gates", {"gate_placement": "effective"}, takes_img_size=True
+        _NETS + "MedT", "MedT, gates after norm", {"gate_placement": "after_norm"}, takes_img_size=True
     ),
 }
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from medt_monai.networks.blocks.axial_attention import AxialAttention
+from medt_monai.networks.blocks.axial_attention import AxialAttention, check_gate_placement
 from medt_monai.networks.blocks.conv_norm import ConvNorm
 
 __all__ = ["AxialBlock", "AxialStage"]
@@ -28,7 +28,7 @@ class AxialBlock(nn.Module):
         stride: 1, or 2 to halve height and width (average pooling after the width attention).
         num_heads: attention heads. Defaults to 8.
         attention: attention kind, see :class:`AxialAttention`. Defaults to ``"axial"``.
-        gate_placement: see :class:`AxialAttention`. Defaults to ``"authors"``.
+        gate_placement: see :class:`AxialAttention`. Defaults to ``"before_norm"``.
 
     Raises:
         ValueError: when ``stride`` is not 1 or 2 (and see :class:`AxialAttention`).
@@ -42,17 +42,27 @@ class AxialBlock(nn.Module):
         stride: int = 1,
         num_heads: int = 8,
         attention: str = "axial",
-        gate_placement: str = "authors",
+        gate_placement: str = "before_norm",
     ) -> None:
         super().__init__()
+        gate_placement = check_gate_placement(gate_placement)
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}.")
         width = out_channels // 2
         self.reduce = ConvNorm(
             nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), relu=True
         )
-        self.height_attention = AxialAttention(width, spatial_size[0], 0, num_heads, attention, gate_placement)
-        self.width_attention = AxialAttention(width, spatial_size[1], 1, num_heads, attention, gate_placement)
+        self.height_attention, self.width_attention = (
+            AxialAttention(
+                channels=width,
+                axis_length=spatial_size[axis],
+                axis=axis,
+                num_heads=num_heads,
+                attention=attention,
+                gate_placement=gate_placement,
+            )
+            for axis in (0, 1)
+        )
         self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
         self.expand = ConvNorm(nn.Conv2d(width, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
         self.shortcut: nn.Module = nn.Identity()
@@ -95,13 +105,25 @@ class AxialStage(nn.Sequential):
         stride: int = 1,
         num_heads: int = 8,
         attention: str = "axial",
-        gate_placement: str = "authors",
+        gate_placement: str = "before_norm",
     ) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}.")
+        gate_placement = check_gate_placement(gate_placement)
+        blocks = []
         size = tuple(spatial_size)
-        blocks = [AxialBlock(in_channels, out_channels, size, stride, num_heads, attention, gate_placement)]
-        size = tuple(s // stride for s in size)
-        for _ in range(1, num_blocks):
-            blocks.append(AxialBlock(out_channels, out_channels, size, 1, num_heads, attention, gate_placement))
+        for index in range(num_blocks):
+            block_stride = stride if index == 0 else 1
+            blocks.append(
+                AxialBlock(
+                    in_channels=in_channels if index == 0 else out_channels,
+                    out_channels=out_channels,
+                    spatial_size=size,
+                    stride=block_stride,
+                    num_heads=num_heads,
+                    attention=attention,
+                    gate_placement=gate_placement,
+                )
+            )
+            size = tuple(s // block_stride for s in size)
         super().__init__(*blocks)

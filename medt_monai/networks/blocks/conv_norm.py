@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medt_monai.networks.blocks.axial_attention import _affine
+from medt_monai.networks.layers.batch_norm import batch_norm_affine
 
 __all__ = ["ConvNorm"]
 
@@ -37,7 +37,7 @@ class ConvNorm(nn.Sequential):
         if norm.training:
             out = norm(conv(x))
         else:
-            scale, shift = _affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
+            scale, shift = batch_norm_affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
             bias = conv.bias
             bias = shift if bias is None else torch.addcmul(shift, bias, scale)
             # the convolution's own forward (its stride, padding, padding mode...) with the folded weight and bias

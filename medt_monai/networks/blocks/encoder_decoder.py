@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medt_monai.networks.blocks.axial_attention import check_gate_placement
 from medt_monai.networks.blocks.axial_block import AxialStage
 from medt_monai.networks.blocks.conv_norm import ConvNorm
 
@@ -77,7 +78,8 @@ class AxialEncoderDecoder(nn.Module):
         stem_channels: output channels of the stem.
         num_heads: attention heads.
         attention: attention kind (``"axial"``, ``"gated"`` or ``"nopos"``).
-        gate_placement: ``"authors"`` or ``"effective"``.
+        gate_placement: ``"before_norm"`` or ``"after_norm"``, see
+            :class:`~medt_monai.networks.blocks.AxialAttention`.
         bottleneck: add the authors' bottleneck step (a stride-2 3x3 conv on the deepest map, upsampled and added
             back onto it). Their full U-Nets have it, MedT's shallow global branch does not.
 
@@ -94,10 +96,11 @@ class AxialEncoderDecoder(nn.Module):
         stem_channels: int,
         num_heads: int = 8,
         attention: str = "axial",
-        gate_placement: str = "authors",
+        gate_placement: str = "before_norm",
         bottleneck: bool = True,
     ) -> None:
         super().__init__()
+        gate_placement = check_gate_placement(gate_placement)
         if len(channels) != len(num_blocks) or not channels:
             raise ValueError(
                 f"channels and num_blocks must be non-empty and of equal length, got {tuple(channels)} and "
@@ -109,7 +112,18 @@ class AxialEncoderDecoder(nn.Module):
         previous = stem_channels
         for index, (width, blocks) in enumerate(zip(channels, num_blocks)):
             stride = 1 if index == 0 else 2
-            stages.append(AxialStage(previous, width, blocks, size, stride, num_heads, attention, gate_placement))
+            stages.append(
+                AxialStage(
+                    in_channels=previous,
+                    out_channels=width,
+                    num_blocks=blocks,
+                    spatial_size=size,
+                    stride=stride,
+                    num_heads=num_heads,
+                    attention=attention,
+                    gate_placement=gate_placement,
+                )
+            )
             size = [s // stride for s in size]
             previous = width
         self.stages = nn.ModuleList(stages)

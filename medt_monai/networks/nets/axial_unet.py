@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from medt_monai.networks.blocks.axial_attention import check_gate_placement
 from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder
 from medt_monai.networks.nets.utils import check_input_size, check_network_args
 
@@ -31,8 +32,10 @@ class AxialUNet(nn.Module):
         num_heads: attention heads. Defaults to 8.
         attention: ``"axial"`` (Eq. 2), ``"gated"`` (Eq. 3) or ``"nopos"`` (no positional encoding). Defaults to
             ``"axial"``.
-        gate_placement: ``"authors"`` (gates before BatchNorm, as the authors' code; BatchNorm cancels them) or
-            ``"effective"`` (gates scale the normalised terms, as Eq. 3 intends). Only used with gated attention.
+        gate_placement: ``"before_norm"`` (gates before BatchNorm, as the authors' code; BatchNorm cancels them) or
+            ``"after_norm"`` (gates scale the normalised terms, as Eq. 3 intends). Only used with gated attention.
+            Defaults to ``"before_norm"``; the deprecated ``"authors"`` / ``"effective"`` still work, with a
+            ``FutureWarning``.
 
     Raises:
         ValueError: for ``spatial_dims != 2``, a bad ``img_size``, or inconsistent widths (see
@@ -51,13 +54,21 @@ class AxialUNet(nn.Module):
         stem_channels: int = 8,
         num_heads: int = 8,
         attention: str = "axial",
-        gate_placement: str = "authors",
+        gate_placement: str = "before_norm",
     ) -> None:
         super().__init__()
+        gate_placement = check_gate_placement(gate_placement)
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
         self.size_divisor = 2 ** len(channels)
         self.branch = AxialEncoderDecoder(
-            in_channels, self.img_size, channels, num_blocks, stem_channels, num_heads, attention, gate_placement
+            in_channels=in_channels,
+            img_size=self.img_size,
+            channels=channels,
+            num_blocks=num_blocks,
+            stem_channels=stem_channels,
+            num_heads=num_heads,
+            attention=attention,
+            gate_placement=gate_placement,
         )
         self.head = nn.Conv2d(self.branch.out_channels, out_channels, kernel_size=1)
 

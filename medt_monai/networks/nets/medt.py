@@ -8,6 +8,7 @@ from math import lcm
 import torch
 import torch.nn as nn
 
+from medt_monai.networks.blocks.axial_attention import check_gate_placement
 from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder, conv_bn_relu
 from medt_monai.networks.nets.utils import check_input_size, check_network_args
 
@@ -51,8 +52,9 @@ class MedT(nn.Module):
         global_attention: attention kind of the global branch (``"gated"``, ``"axial"`` or ``"nopos"``).
             Defaults to ``"gated"``.
         local_attention: attention kind of the local branch. Defaults to ``"nopos"``.
-        gate_placement: ``"authors"`` or ``"effective"``, see
-            :class:`~medt_monai.networks.blocks.AxialAttention`. Defaults to ``"authors"``.
+        gate_placement: ``"before_norm"`` (the authors' code) or ``"after_norm"`` (Eq. 3 as intended), see
+            :class:`~medt_monai.networks.blocks.AxialAttention`. Defaults to ``"before_norm"``; the deprecated
+            ``"authors"`` / ``"effective"`` still work, with a ``FutureWarning``.
         branches: which branches to build, a subset of ``("global", "local")``. Defaults to both.
         full_resolution_skip: add a convolutional path at the input's resolution (two 3x3 conv + BN + ReLU,
             ``channels[0] // 2`` maps) to the branches' features before the head. Both branches begin with a stride-2
@@ -81,12 +83,13 @@ class MedT(nn.Module):
         num_heads: int = 8,
         global_attention: str = "gated",
         local_attention: str = "nopos",
-        gate_placement: str = "authors",
+        gate_placement: str = "before_norm",
         branches: Sequence[str] = BRANCHES,
         full_resolution_skip: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
+        gate_placement = check_gate_placement(gate_placement)
         unknown = set(branches) - set(BRANCHES)
         if unknown or not branches:
             raise ValueError(f"branches must be a non-empty subset of {BRANCHES}, got {tuple(branches)}.")
@@ -103,17 +106,31 @@ class MedT(nn.Module):
         if "global" in branches:
             depth = len(global_num_blocks)
             self.global_branch = AxialEncoderDecoder(
-                in_channels, self.img_size, channels[:depth], global_num_blocks, stem_channels, num_heads,
-                global_attention, gate_placement, bottleneck=False,
-            )  # fmt: skip
+                in_channels=in_channels,
+                img_size=self.img_size,
+                channels=channels[:depth],
+                num_blocks=global_num_blocks,
+                stem_channels=stem_channels,
+                num_heads=num_heads,
+                attention=global_attention,
+                gate_placement=gate_placement,
+                bottleneck=False,
+            )
             divisor = (2**depth, 2**depth)
         if "local" in branches:
             depth = len(local_num_blocks)
             patch_size = [s // g for s, g in zip(self.img_size, grid)]
             self.local_branch = AxialEncoderDecoder(
-                in_channels, patch_size, channels[:depth], local_num_blocks, local_stem_channels, num_heads,
-                local_attention, gate_placement, bottleneck=True,
-            )  # fmt: skip
+                in_channels=in_channels,
+                img_size=patch_size,
+                channels=channels[:depth],
+                num_blocks=local_num_blocks,
+                stem_channels=local_stem_channels,
+                num_heads=num_heads,
+                attention=local_attention,
+                gate_placement=gate_placement,
+                bottleneck=True,
+            )
             divisor = tuple(lcm(d, g * 2**depth) for d, g in zip(divisor, grid))
         #: height and width of an input must be multiples of these.
         self.size_divisor = divisor
