@@ -18,7 +18,7 @@ from medt_monai.transforms.dictionary import (
     ToChannelsd,
     ToChannelsDict,
 )
-from medt_monai.transforms.network_size import network_size_inferer, network_size_transform
+from medt_monai.transforms.network_size import network_size_crops, network_size_inferer, network_size_transform
 
 __all__ = [
     "INTENSITY_SCALINGS",
@@ -38,5 +38,6 @@ __all__ = [
     "ScaleIntensityFullRangeD",
     "ScaleIntensityFullRangeDict",
     "network_size_transform",
+    "network_size_crops",
     "network_size_inferer",
 ]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from monai.config import KeysCollection
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
-from monai.transforms import MapTransform, Resized, Zoomd
+from monai.transforms import MapTransform, RandSpatialCropd, Resized, SpatialPadd, Zoomd
 
-__all__ = ["network_size_transform", "network_size_inferer"]
+__all__ = ["network_size_transform", "network_size_crops", "network_size_inferer"]
 
 
 def network_size_transform(
@@ -32,6 +32,18 @@ def network_size_transform(
     if image_scale is None:
         return Resized(keys=keys, spatial_size=[img_size, img_size], mode=mode)
     return Zoomd(keys=keys, zoom=image_scale, mode=mode, keep_size=False)
+
+
+def network_size_crops(keys: KeysCollection, img_size: int, image_scale: float | None = None) -> list[MapTransform]:
+    """Training crops for :func:`network_size_transform`'s output: none for squeezed images (already ``img_size``);
+    for zoomed ones, reflection padding up to ``img_size`` then one random ``img_size x img_size`` crop."""
+    if image_scale is None:
+        return []
+    size = [img_size, img_size]
+    return [
+        SpatialPadd(keys=keys, spatial_size=size, mode="reflect"),
+        RandSpatialCropd(keys=keys, roi_size=size, random_size=False),
+    ]
 
 
 def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inferer:
