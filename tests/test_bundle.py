@@ -1191,3 +1191,53 @@ def test_metric_names_carry_the_workflow_prefix_from_one_definition():
         "test_mean_iou",
         *OBJECT_METRICS,
     ]
+
+
+def test_batch_norm_recalibration_sets_the_statistics_of_the_current_weights():
+    from ignite.engine import Engine
+
+    from medt_monai.handlers import BatchNormRecalibration
+    from medt_monai.networks.nets import MedT
+
+    torch.manual_seed(0)
+    batches = [{"image": torch.rand(2, 3, 8, 8) * 3 + 1} for _ in range(3)]
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    network[1].running_mean.fill_(5.0)  # stale statistics
+    trainer = Engine(lambda engine, batch: None)
+    BatchNormRecalibration(network, batches, interval=2).attach(trainer)
+    trainer.run([0], max_epochs=1)  # epoch 1: not a recalibration epoch
+    assert torch.all(network[1].running_mean == 5.0)
+    trainer.run([0], max_epochs=2)
+    with torch.no_grad():
+        features = torch.cat([network[0](b["image"]) for b in batches])
+    # equal batches: the cumulative average of the batch means is the mean over all images
+    torch.testing.assert_close(network[1].running_mean, features.mean(dim=(0, 2, 3)))
+    assert network.training and network[1].momentum == 0.1  # mode and momentum restored
+
+    # MedT (BatchNorm inside the attention, statistics in closed form): eval mode comes close to training mode
+    medt = MedT(img_size=32, patch_grid=(2, 2))
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        train_mode = medt(images)
+        stale = (medt.eval()(images) - train_mode).abs().max()
+    BatchNormRecalibration(medt.train(), [{"image": images}])()
+    with torch.no_grad():
+        recalibrated = (medt.eval()(images) - train_mode).abs().max()
+    # not equal: eval uses the unbiased variance, which differs on the deepest local maps (16 values per channel here)
+    assert recalibrated < stale / 10, (recalibrated, stale)
+    with pytest.raises(ValueError, match="interval must be >= 1, got 0"):
+        BatchNormRecalibration(medt, [], interval=0)
+
+
+def test_bn_recalibration_option_runs_before_validation_only_when_enabled():
+    from monai.handlers import ValidationHandler
+
+    from medt_monai.handlers import BatchNormRecalibration
+
+    for enabled in (False, True):
+        parser = _parser((TRAIN,), bn_recalibration=enabled, val_interval=3)
+        handlers = parser.get_parsed_content("train#handlers", instantiate=True)
+        kinds = [type(h) for h in handlers]
+        recalibration = handlers[kinds.index(BatchNormRecalibration)]
+        assert kinds.index(BatchNormRecalibration) < kinds.index(ValidationHandler)
+        assert recalibration.enabled is enabled and recalibration.interval == 3

@@ -1,9 +1,10 @@
-"""Ignite/MONAI handlers used by the bundle: gate freezing (paper recipe), atomic checkpoints, resumption, the lock
+"""Ignite/MONAI handlers used by the bundle: gate freezing (paper recipe), BatchNorm recalibration before validation, atomic checkpoints, resumption, the lock
 and backup of a training run's folders, the end-of-run summary of evaluation and inference, object-level metrics
 (GlaS / MoNuSeg) and a metrics saver with per-group means."""
 
 from __future__ import annotations
 
+from medt_monai.handlers.batch_norm import BatchNormRecalibration
 from medt_monai.handlers.checkpoint import AtomicCheckpointSaver, CheckpointLoader, ResumeCheckpointLoader
 from medt_monai.handlers.checkpoint_guard import CheckpointGuard
 from medt_monai.handlers.gate_freeze import GateFreezeHandler
@@ -20,6 +21,7 @@ from medt_monai.handlers.summary import RunSummaryHandler
 __all__ = [
     "AggregatedJaccardIndex",
     "AtomicCheckpointSaver",
+    "BatchNormRecalibration",
     "CheckpointGuard",
     "CheckpointLoader",
     "GateFreezeHandler",
