@@ -1241,3 +1241,21 @@ def test_bn_recalibration_option_runs_before_validation_only_when_enabled():
         recalibration = handlers[kinds.index(BatchNormRecalibration)]
         assert kinds.index(BatchNormRecalibration) < kinds.index(ValidationHandler)
         assert recalibration.enabled is enabled and recalibration.interval == 3
+
+
+def test_full_resolution_skip_and_bn_recalibration_train_and_evaluate_through_the_bundle(work, tmp_path):
+    """The two MedT remedies as a user runs them: ``--network_args#full_resolution_skip`` and ``--bn_recalibration``."""
+    options = ["--network_args#full_resolution_skip", "True"]
+    log = _ok(_run(_train_args(work, tmp_path, "--max_epochs", "2", "--bn_recalibration", "True", *options)))
+    assert _epochs_completed(log) == [1, 2] and "val_mean_dice" in log
+    state = torch.load(tmp_path / "eval" / "checkpoint_latest.pt", map_location="cpu", weights_only=True)["model"]
+    assert any(key.startswith("full_resolution.") for key in state)
+    # recalibrated before the last validation: the statistics count one pass over the 2 training batches, not the
+    # 4 training steps of 2 epochs
+    assert int(state["global_branch.stem.0.1.num_batches_tracked"]) == N_TRAIN // 4
+    args = [
+        "run", "--config_file", _configs(TRAIN, EVALUATE, work["subset"]), *work["common"], *options,
+        "--output_dir", str(tmp_path / "evaluate"), "--ckpt_path", str(tmp_path / "models" / "model.pt"),
+    ]  # fmt: skip
+    _ok(_run(args))
+    assert len((tmp_path / "evaluate" / "test_mean_dice_raw.csv").read_text().strip().splitlines()) == 1 + N_TEST
