@@ -1259,3 +1259,21 @@ def test_full_resolution_skip_and_bn_recalibration_train_and_evaluate_through_th
     ]  # fmt: skip
     _ok(_run(args))
     assert len((tmp_path / "evaluate" / "test_mean_dice_raw.csv").read_text().strip().splitlines()) == 1 + N_TEST
+
+
+def test_seed_repeats_a_training_on_the_same_split_with_another_initialisation(work, tmp_path):
+    (tmp_path / "train").symlink_to(work["demo"] / "train")  # no val/ or test/: both are carved out by split_seed
+
+    def state(**overrides):
+        parser = _parser((TRAIN,), dataset="medt", data_dir=str(tmp_path), verify_data="header", **overrides)
+        parser.get_parsed_content("initialize")
+        weights = parser.get_parsed_content("network_def").state_dict()
+        return parser.get_parsed_content("splits"), weights
+
+    splits, default = state()
+    assert _parser((TRAIN,), split_seed=3).get_parsed_content("seed") == 3  # defaults to the split seed
+    for seed, same in [(0, True), (1, False)]:
+        seed_splits, weights = state(seed=seed)
+        assert seed_splits == splits  # the split follows split_seed only
+        assert all(torch.equal(default[k], weights[k]) for k in default) is same
+    assert state(split_seed=1)[0] != splits
