@@ -231,9 +231,9 @@ def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse
     ``epochs`` epochs and return its ``model.pt`` (the shipped model).
 
     Its recipe and epoch budget are the protocol's, and its expected scores are the protocol run's: the images it
-    could be scored on are all in its training set. The bundle still validates on the protocol's validation images
-    after each epoch and keeps the best epoch's weights in ``model.pt``; those images are training images here, so
-    that choice and its score are optimistic (the docs say so).
+    could be scored on are all in its training set. ``model.pt`` holds the last epoch's weights
+    (``--model_selection last_epoch``), chosen by no image; the validation the bundle still logs after each epoch is
+    on the protocol's validation images, which are training images here.
     """
     from medt_monai.data import dataset_splits
 
@@ -249,7 +249,7 @@ def train_final(dataset: str, size: int, epochs: int, model: str, args: argparse
     datalist.write_text(
         json.dumps({"training": everything, "validation": splits["validation"], "test": splits["test"]}, indent=1)
     )
-    common.update(dataset="decathlon", data_dir=str(datalist), max_epochs=epochs)
+    common.update(dataset="decathlon", data_dir=str(datalist), max_epochs=epochs, model_selection="last_epoch")
     run_logged(train_command(args.recipe) + bundle_args(common), run_dir / "log.txt", thread_env(args.threads))
     done.write_text(json.dumps({"minutes": training_minutes(run_dir / "log.txt"), "images": len(everything)}))
     return run_dir / "model.pt"

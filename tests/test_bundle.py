@@ -717,6 +717,53 @@ def test_best_model_file_from_before_the_run_is_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model_previous.pt"]
 
 
+def test_final_model_is_written_only_by_a_run_that_reaches_its_last_epoch(tmp_path):
+    """``save_final`` (the bundle's ``--model_selection last_epoch``): a run stopped early or by an exception leaves the
+    earlier final model alone (MONAI's saver writes the weights it failed with)."""
+    from ignite.engine import Engine, Events
+
+    from medt_monai.handlers import AtomicCheckpointSaver
+
+    net = torch.nn.Linear(2, 2)
+    final = tmp_path / "model.pt"
+
+    def run(stop_at: int | None = None, fail: bool = False) -> Engine:
+        def step(engine, batch):
+            with torch.no_grad():
+                net.weight.fill_(engine.state.epoch)
+            if fail and engine.state.epoch == stop_at:
+                raise RuntimeError("a bad image")
+
+        engine = Engine(step)
+        if stop_at is not None and not fail:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(once=stop_at), lambda e: e.terminate())
+        AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_final=True, final_filename="model.pt").attach(engine)
+        engine.run([0], max_epochs=3)
+        return engine
+
+    run()
+    assert float(torch.load(final, weights_only=True)["weight"][0, 0]) == 3.0
+    with torch.no_grad():
+        net.weight.fill_(float("nan"))
+    run(stop_at=2)  # e.g. TerminateOnNan in epoch 2 of 3
+    with pytest.raises(RuntimeError, match="a bad image"):
+        run(stop_at=3, fail=True)
+    assert float(torch.load(final, weights_only=True)["weight"][0, 0]) == 3.0
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_last_epoch_model_selection_ships_the_final_weights_and_still_reports_validation(work, tmp_path):
+    log = _ok(_run(_train_args(work, tmp_path, "--max_epochs", "2", "--model_selection", "last_epoch")))
+    assert _epochs_completed(log) == [1, 2] and "val_mean_dice" in log
+    latest = torch.load(tmp_path / "eval" / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    model = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert latest["trainer"]["iteration"] == 2 * N_TRAIN // 4 and latest["best_model_saver"] == {}
+    assert model.keys() == latest["model"].keys()  # the final epoch's weights, chosen by no image
+    assert all(torch.equal(latest["model"][k], model[k]) for k in model)
+    error = _config_error(_parser((TRAIN,), model_selection="best"), "best_model_saver")
+    assert "Unsupported option 'best'" in str(error) and "'last_epoch'" in str(error)
+
+
 def test_monai_checkpoint_saver_is_not_atomic(tmp_path):
     """Why the bundle does not use MONAI's CheckpointSaver directly: the same kill leaves a truncated model file."""
     script = _KILL_DURING_WRITE.format(module="monai.handlers", cls="CheckpointSaver", fixed="")

@@ -80,7 +80,10 @@ class AtomicCheckpointSaver(CheckpointSaver):
     - ``interval_filename`` (e.g. ``"checkpoint_latest.pt"``) makes the interval checkpoint one fixed file that is
       replaced at every save, which :class:`ResumeCheckpointLoader` reads back;
     - :meth:`state_dict` returns the key-metric tracking state (best score so far), so putting this handler itself in
-      another saver's ``save_dict`` makes a resumed run keep comparing against the best model saved before the kill.
+      another saver's ``save_dict`` makes a resumed run keep comparing against the best model saved before the kill;
+    - the final checkpoint (``save_final``) is written only when the engine ran all its epochs: not when a handler
+      stopped it early (e.g. ``TerminateOnNan``) and not when an exception ended it, so a failed run never replaces
+      the final model with the weights it failed with.
 
     Args:
         save_dir: the folder the checkpoints are written to (created if missing).
@@ -126,6 +129,20 @@ class AtomicCheckpointSaver(CheckpointSaver):
             # the ignite Checkpoint objects hold this same dict, so they save the engine too
             self.save_dict[self.engine_key] = engine
         super().attach(engine)
+
+    def completed(self, engine: Engine) -> None:
+        """Write the final checkpoint if ``engine`` ran to its last epoch (``save_final``)."""
+        if engine.should_terminate or engine.state.epoch < (engine.state.max_epochs or 0):
+            engine.logger.warning(
+                f"{self._final_filename or 'final checkpoint'} not written: the run stopped at epoch "
+                f"{engine.state.epoch} of {engine.state.max_epochs}."
+            )
+            return
+        super().completed(engine)
+
+    def exception_raised(self, engine: Engine, e: Exception) -> None:
+        """Re-raise ``e`` without writing the final checkpoint (MONAI's saver writes it)."""
+        raise e
 
     def state_dict(self) -> dict:
         """The key-metric tracking state (saved checkpoints and their scores); empty without ``save_key_metric``."""
