@@ -727,7 +727,7 @@ def test_final_model_is_written_only_by_a_run_that_reaches_its_last_epoch(tmp_pa
     net = torch.nn.Linear(2, 2)
     final = tmp_path / "model.pt"
 
-    def run(stop_at: int | None = None, fail: bool = False) -> Engine:
+    def run(stop_at: int | None = None, fail: bool = False) -> None:
         def step(engine, batch):
             with torch.no_grad():
                 net.weight.fill_(engine.state.epoch)
@@ -739,7 +739,6 @@ def test_final_model_is_written_only_by_a_run_that_reaches_its_last_epoch(tmp_pa
             engine.add_event_handler(Events.EPOCH_COMPLETED(once=stop_at), lambda e: e.terminate())
         AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_final=True, final_filename="model.pt").attach(engine)
         engine.run([0], max_epochs=3)
-        return engine
 
     run()
     assert float(torch.load(final, weights_only=True)["weight"][0, 0]) == 3.0
