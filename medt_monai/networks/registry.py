@@ -69,6 +69,12 @@ NETWORKS: dict[str, NetworkSpec] = {
     "medt_effective": NetworkSpec(
         _NETS + "MedT", "MedT, gates after norm", {"gate_placement": "after_norm"}, takes_img_size=True
     ),
+    "medt_fullres": NetworkSpec(
+        _NETS + "MedT",
+        "MedT + full-resolution path (not in the paper)",
+        {"full_resolution_skip": True},
+        takes_img_size=True,
+    ),
 }
 
 
