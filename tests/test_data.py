@@ -19,6 +19,8 @@ from medt_monai.data import datalists as DL
 from medt_monai.transforms import (
     MaskToLabel,
     MaskToLabeld,
+    RemoveSmallComponents,
+    RemoveSmallComponentsd,
     ScaleIntensityFullRange,
     ScaleIntensityFullRanged,
     ToChannels,
@@ -113,6 +115,29 @@ def test_mask_to_label_jpeg_noisy_file(tmp_path):
     assert len(np.unique(noisy)) > 2  # really JPEG-noisy
     out = MaskToLabel()(torch.as_tensor(noisy[None].astype(np.float32)))
     assert torch.equal(out[0].bool(), torch.as_tensor(m > 0))
+
+
+def test_remove_small_components_clears_specks_and_keeps_the_classes_of_the_rest():
+    label = torch.zeros(1, 8, 10)
+    label[0, 0:3, 0:3] = 1  # 9 px of class 1
+    label[0, 0:2, 6:8] = 2  # 4 px of class 2 ...
+    label[0, 2, 6] = 1  # ... touching 1 px of class 1: one 5-px component
+    label[0, 5, 5] = label[0, 6, 6] = 1  # a diagonal pair: 2 px with 8 neighbours, two 1-px ones with 4
+    kept = RemoveSmallComponentsd("pred", min_size=5)({"pred": _mt(label, "/p/a.png")})["pred"]
+    assert isinstance(kept, MetaTensor) and kept.meta["filename_or_obj"] == "/p/a.png"
+    expected = label.clone()
+    expected[0, 5:7, 5:7] = 0
+    assert torch.equal(kept, expected)  # the 5-px two-class component stays whole, with both classes
+    assert torch.equal(RemoveSmallComponents(6)(label)[0, 0:3, 6:8], torch.zeros(3, 2))  # the 5-px one goes too
+    assert RemoveSmallComponents(2)(label)[0, 5:7, 5:7].sum() == 2  # 8-connected pair: 2 px, not fewer than 2
+    assert RemoveSmallComponents(2, connectivity=1)(label)[0, 5:7, 5:7].sum() == 0  # two 1-px components
+    assert torch.equal(RemoveSmallComponents(0)(label), label)
+    with pytest.raises(ValueError, match="min_size must be an integer >= 0"):
+        RemoveSmallComponents(-1)
+    with pytest.raises(ValueError, match="connectivity must be None, 1 or 2"):
+        RemoveSmallComponents(5, connectivity=3)
+    with pytest.raises(ValueError, match=r"/p/b\.png: expected a one-channel 2D label map"):
+        RemoveSmallComponents(5)(_mt(torch.zeros(2, 8, 10), "/p/b.png"))  # one-hot
 
 
 # ---------------------------------------------------------------- demo set

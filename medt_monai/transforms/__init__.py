@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medt_monai.transforms.array import MaskToLabel, ScaleIntensityFullRange, ToChannels
+from medt_monai.transforms.array import MaskToLabel, RemoveSmallComponents, ScaleIntensityFullRange, ToChannels
 from medt_monai.transforms.dictionary import (
     INTENSITY_SCALINGS,
     LoadScaledImageD,
@@ -11,6 +11,9 @@ from medt_monai.transforms.dictionary import (
     MaskToLabelD,
     MaskToLabeld,
     MaskToLabelDict,
+    RemoveSmallComponentsD,
+    RemoveSmallComponentsd,
+    RemoveSmallComponentsDict,
     ScaleIntensityFullRangeD,
     ScaleIntensityFullRanged,
     ScaleIntensityFullRangeDict,
@@ -37,6 +40,10 @@ __all__ = [
     "ScaleIntensityFullRanged",
     "ScaleIntensityFullRangeD",
     "ScaleIntensityFullRangeDict",
+    "RemoveSmallComponents",
+    "RemoveSmallComponentsd",
+    "RemoveSmallComponentsD",
+    "RemoveSmallComponentsDict",
     "network_size_transform",
     "network_size_crops",
     "network_size_inferer",

@@ -9,9 +9,11 @@ from monai.config import NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import ScaleIntensityRange, Transform
-from monai.utils import convert_to_tensor
+from monai.utils import convert_to_dst_type, convert_to_tensor
 
-__all__ = ["ToChannels", "MaskToLabel", "ScaleIntensityFullRange", "source_name"]
+from medt_monai.metrics.instances import label_objects
+
+__all__ = ["ToChannels", "MaskToLabel", "ScaleIntensityFullRange", "RemoveSmallComponents", "source_name"]
 
 #: ITU-R BT.601 luma weights, the ones PIL uses for ``convert("L")``.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -196,3 +198,41 @@ class MaskToLabel(Transform):
         else:
             out = (x > self.threshold * _range_max(x.as_tensor() if isinstance(x, MetaTensor) else x)).float()
         return out.to(self.dtype)
+
+
+class RemoveSmallComponents(Transform):
+    """Set the foreground components of a label map with fewer than ``min_size`` pixels to background.
+
+    All foreground classes together form the components (as the object metrics count them), and each remaining pixel
+    keeps its class. The components and the size rule are those of :func:`medt_monai.metrics.label_objects` with the
+    same ``connectivity``, so a mask cleaned with ``min_size=N`` scores like the object metrics' ``min_size=N``.
+    (MONAI's ``RemoveSmallObjects`` passes scikit-image's deprecated ``min_size``, which from scikit-image 0.26 also
+    removes components of exactly that size, and it takes no default connectivity.)
+
+    Args:
+        min_size: components with fewer pixels than this are removed; 0 or 1 keeps every component.
+        connectivity: 1 joins a pixel's 4 edge neighbours, 2 or None (default) all 8.
+
+    Raises:
+        ValueError: ``min_size`` not an integer >= 0 or ``connectivity`` not None, 1 or 2 (at construction); an input
+            that is not a one-channel 2D label map ``(1, H, W)`` (the message names the source file).
+    """
+
+    def __init__(self, min_size: int, connectivity: int | None = None) -> None:
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
+            raise ValueError(f"RemoveSmallComponents: min_size must be an integer >= 0 (pixels), got {min_size!r}.")
+        if connectivity not in (None, 1, 2):
+            raise ValueError(f"RemoveSmallComponents: connectivity must be None, 1 or 2, got {connectivity!r}.")
+        self.min_size = min_size
+        self.connectivity = connectivity
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        if img.ndim != 3 or img.shape[0] != 1:
+            raise ValueError(
+                f"{source_name(img)}: expected a one-channel 2D label map (1, H, W), got shape {tuple(img.shape)}; "
+                "remove small components after AsDiscreted(argmax=True) and before any one-hot."
+            )
+        if self.min_size <= 1:
+            return img
+        kept = label_objects(img[0], self.connectivity, self.min_size)[None] > 0
+        return img * convert_to_dst_type(kept, img, dtype=img.dtype)[0]

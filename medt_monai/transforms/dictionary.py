@@ -16,7 +16,7 @@ from monai.transforms import (
 )
 from monai.utils import look_up_option
 
-from medt_monai.transforms.array import MaskToLabel, ScaleIntensityFullRange, ToChannels
+from medt_monai.transforms.array import MaskToLabel, RemoveSmallComponents, ScaleIntensityFullRange, ToChannels
 
 __all__ = [
     "INTENSITY_SCALINGS",
@@ -32,6 +32,9 @@ __all__ = [
     "ScaleIntensityFullRangeDict",
     "LoadScaledImageD",
     "LoadScaledImageDict",
+    "RemoveSmallComponentsd",
+    "RemoveSmallComponentsD",
+    "RemoveSmallComponentsDict",
 ]
 
 
@@ -169,7 +172,31 @@ class LoadScaledImaged(MapTransform):
         return d
 
 
+class RemoveSmallComponentsd(MapTransform):
+    """Dictionary version of :class:`medt_monai.transforms.RemoveSmallComponents`.
+
+    Args:
+        keys: keys of the ``(1, H, W)`` label maps.
+        min_size: components with fewer pixels than this are removed; 0 or 1 keeps every component.
+        connectivity: 1 joins a pixel's 4 edge neighbours, 2 or None (default) all 8.
+        allow_missing_keys: do not raise if a key is absent.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, min_size: int, connectivity: int | None = None, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = RemoveSmallComponents(min_size, connectivity)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
 ToChannelsD = ToChannelsDict = ToChannelsd
 MaskToLabelD = MaskToLabelDict = MaskToLabeld
 ScaleIntensityFullRangeD = ScaleIntensityFullRangeDict = ScaleIntensityFullRanged
 LoadScaledImageD = LoadScaledImageDict = LoadScaledImaged
+RemoveSmallComponentsD = RemoveSmallComponentsDict = RemoveSmallComponentsd
