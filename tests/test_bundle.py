@@ -280,7 +280,6 @@ def test_scaled_crops_train_evaluate_and_infer_with_sliding_windows_and_flip_tta
 GLAS = ROOT.parent / "shared" / "data" / "glas" / "train"
 
 
-@pytest.mark.realdata
 def test_object_min_size_removes_small_components_from_written_and_scored_masks(work, tmp_path):
     """The shipped weights leave specks on the demo images; ``--object_min_size`` removes them from the masks that
     inference writes and from the masks that evaluation scores."""
@@ -317,6 +316,7 @@ def test_object_min_size_removes_small_components_from_written_and_scored_masks(
         evaluate(-5)
 
 
+@pytest.mark.realdata
 def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
     """``models/model.pt`` (MedT trained on GlaS with the bundle's recipe) loads into the default inference and
     evaluate workflows, finds the glands, and scores on the held-out split exactly what docs/results.md reports.
