@@ -132,8 +132,10 @@ def test_remove_small_components_clears_specks_and_keeps_the_classes_of_the_rest
     assert RemoveSmallComponents(2)(label)[0, 5:7, 5:7].sum() == 2  # 8-connected pair: 2 px, not fewer than 2
     assert RemoveSmallComponents(2, connectivity=1)(label)[0, 5:7, 5:7].sum() == 0  # two 1-px components
     assert torch.equal(RemoveSmallComponents(0)(label), label)
-    with pytest.raises(ValueError, match="min_size must be an integer >= 0"):
-        RemoveSmallComponents(-1)
+    assert torch.equal(RemoveSmallComponents(6.0)(label), RemoveSmallComponents(6)(label))  # as a command line gives it
+    for bad in (-1, 2.5, True, "6", None):  # the object metrics' rule (medt_monai.metrics.instances.min_object_size)
+        with pytest.raises(ValueError, match="min_size must be an integer >= 0"):
+            RemoveSmallComponents(bad)
     with pytest.raises(ValueError, match="connectivity must be None, 1 or 2"):
         RemoveSmallComponents(5, connectivity=3)
     with pytest.raises(ValueError, match=r"/p/b\.png: expected a one-channel 2D label map"):

@@ -20,13 +20,30 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import label as _connected_components
 
-__all__ = ["label_objects", "ObjectOverlap", "object_metrics_enabled"]
+__all__ = ["label_objects", "min_object_size", "ObjectOverlap", "object_metrics_enabled"]
 
 _BLOCK = 8  # side of the pixel blocks of _max_distance
 
 
 def _as_numpy(x: NdarrayOrTensor) -> np.ndarray:
     return np.asarray(convert_data_type(x, np.ndarray)[0])
+
+
+def min_object_size(min_size: object) -> int:
+    """``min_size`` checked as a minimum object size in pixels: an integer >= 0 (an integral float such as ``400.0``,
+    as a command line may give it, counts; a boolean does not).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if (
+        isinstance(min_size, bool)
+        or not isinstance(min_size, (int, float))
+        or int(min_size) != min_size
+        or min_size < 0
+    ):
+        raise ValueError(f"min_size must be an integer >= 0 (pixels), got {min_size!r}.")
+    return int(min_size)
 
 
 def label_objects(mask: NdarrayOrTensor, connectivity: int | None = None, min_size: int = 0) -> np.ndarray:
@@ -43,13 +60,12 @@ def label_objects(mask: NdarrayOrTensor, connectivity: int | None = None, min_si
         int32 label map of ``mask``'s shape, 0 = background, objects 1..N.
 
     Raises:
-        ValueError: ``connectivity`` not in 1..``mask.ndim``, or ``min_size`` negative.
+        ValueError: ``connectivity`` not in 1..``mask.ndim``, or ``min_size`` not an integer >= 0.
     """
     fg = _as_numpy(mask) != 0
     if connectivity is not None and not 1 <= connectivity <= max(fg.ndim, 1):
         raise ValueError(f"connectivity must be None or in 1..{fg.ndim} for a {fg.ndim}D mask, got {connectivity}.")
-    if min_size < 0:
-        raise ValueError(f"min_size must be >= 0 (pixels), got {min_size}.")
+    min_size = min_object_size(min_size)
     labels = _connected_components(fg, connectivity=connectivity).astype(np.int32, copy=False)
     if min_size > 1 and labels.max() > 0:
         area = np.bincount(labels.ravel())

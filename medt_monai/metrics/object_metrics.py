@@ -23,7 +23,7 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction, convert_data_type, look_up_option
 
-from medt_monai.metrics.instances import ObjectOverlap, label_objects
+from medt_monai.metrics.instances import ObjectOverlap, label_objects, min_object_size
 
 __all__ = [
     "compute_object_f1",
@@ -252,10 +252,8 @@ class ObjectMetric(CumulativeIterationMetric):
             isinstance(connectivity, bool) or int(connectivity) != connectivity or connectivity < 1
         ):
             raise ValueError(f"connectivity must be None or an integer >= 1, got {connectivity!r}.")
-        if isinstance(min_size, bool) or int(min_size) != min_size or min_size < 0:
-            raise ValueError(f"min_size must be an integer >= 0 (pixels), got {min_size!r}.")
         self.connectivity = connectivity
-        self.min_size = int(min_size)
+        self.min_size = min_object_size(min_size)
         self.reduction = reduction
         self.get_not_nans = get_not_nans
 

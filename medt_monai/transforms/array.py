@@ -11,7 +11,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import ScaleIntensityRange, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
-from medt_monai.metrics.instances import label_objects
+from medt_monai.metrics.instances import label_objects, min_object_size
 
 __all__ = ["ToChannels", "MaskToLabel", "ScaleIntensityFullRange", "RemoveSmallComponents", "source_name"]
 
@@ -219,11 +219,9 @@ class RemoveSmallComponents(Transform):
     """
 
     def __init__(self, min_size: int, connectivity: int | None = None) -> None:
-        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
-            raise ValueError(f"RemoveSmallComponents: min_size must be an integer >= 0 (pixels), got {min_size!r}.")
+        self.min_size = min_object_size(min_size)
         if connectivity not in (None, 1, 2):
             raise ValueError(f"RemoveSmallComponents: connectivity must be None, 1 or 2, got {connectivity!r}.")
-        self.min_size = min_size
         self.connectivity = connectivity
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
