@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--data-dir", help="the data set's root (not needed for demo)")
     parser.add_argument("--split", default="all", choices=sorted(DATA), help="the test split, or every image")
     parser.add_argument("--ckpt-path", help="checkpoint (default: the bundle's models/model.pt)")
-    parser.add_argument("--network-name", default="medt")
+    parser.add_argument("--network-name", help="a medt_monai.networks.NETWORKS name (default: train.json's)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each variant")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2 on the reference machine)")
     args = parser.parse_args()
@@ -81,9 +81,10 @@ def main() -> None:
 
 def run_all(args: argparse.Namespace, out: Path, spent: list[float]) -> None:
     """The warm-up and the alternating timed runs; prints one JSON line per run and a summary line."""
-    common = {"dataset": args.dataset, "data_dir": args.data_dir, "network_name": args.network_name}
-    if args.ckpt_path:
-        common["ckpt_path"] = args.ckpt_path
+    common = {"dataset": args.dataset, "data_dir": args.data_dir}
+    for name in ("network_name", "ckpt_path"):
+        if getattr(args, name):
+            common[name] = getattr(args, name)
     warmup = evaluator({**common, "validate#dataset#data": "$@splits['test'][:2]", "output_dir": str(out / "warmup")})
     warmup.run()
     times: dict[str, list[float]] = {"pixel metrics only": [], "with object metrics": []}
@@ -103,7 +104,7 @@ def run_all(args: argparse.Namespace, out: Path, spent: list[float]) -> None:
                               "object_metric_seconds": spent[0]}), flush=True)  # fmt: skip
     medians = {name: statistics.median(t) for name, t in times.items()}
     pixel, metrics = medians["pixel metrics only"], statistics.median(inside)
-    print(json.dumps({"images": images, "network": args.network_name, "threads": args.threads,
+    print(json.dumps({"images": images, "network": args.network_name or "train.json's", "threads": args.threads,
                       "median_seconds": medians, "median_object_metric_seconds": metrics,
                       "ratio_of_medians": medians["with object metrics"] / pixel,
                       "ratio_pixel_plus_metrics": (pixel + metrics) / pixel}))  # fmt: skip

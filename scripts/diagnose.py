@@ -99,14 +99,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="split seed (the bundle's split_seed)")
     parser.add_argument("--ceiling", type=int, nargs="*", default=[], metavar="SIZE", help="network sizes to score")
     parser.add_argument("--ckpt", help="a model.pt of the bundle's network (see --network-name, --img-size)")
-    parser.add_argument("--network-name", default="medt")
+    parser.add_argument("--network-name", help="a medt_monai.networks.NETWORKS name (default: train.json's)")
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--patch-grid", type=int, nargs=2, default=(4, 4), help="the grid whose borders are measured")
     args = parser.parse_args()
-    config = bundle({
+    overrides = {
         "dataset": args.dataset, "data_dir": str(Path(args.data_root) / args.dataset), "split_seed": args.seed,
-        "network_name": args.network_name, "img_size": args.img_size,
-    })  # fmt: skip
+        "img_size": args.img_size,
+    }  # fmt: skip
+    if args.network_name:
+        overrides["network_name"] = args.network_name
+    config = bundle(overrides)
     items = config.get_parsed_content("splits")[args.split]
     report: dict[str, object] = {"dataset": args.dataset, "split": args.split, "images": len(items)}
     if args.ceiling:

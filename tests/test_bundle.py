@@ -318,12 +318,15 @@ def test_object_min_size_removes_small_components_from_written_and_scored_masks(
 
 @pytest.mark.realdata
 def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
-    """``models/model.pt`` (MedT trained on GlaS with the bundle's recipe) loads into the default inference and
-    evaluate workflows, finds the glands, and scores on the held-out split exactly what docs/results.md reports.
+    """``models/model.pt`` (``medt_fullres`` trained on all 85 GlaS training images with the bundle's recipe, the last
+    of 100 epochs: ``scripts/reproduce.py --recipe bundle --datasets glas:128:100 --final medt_fullres``) loads into
+    the default inference and evaluate workflows, finds the glands, and scores what docs/results.md reports.
 
-    The shipped model is the protocol run of ``scripts/reproduce.py --recipe bundle`` (59 training images of the seed-0
-    split): train_1 and train_13 are among its training images, the 13 test images were never used for training or
-    model selection."""
+    Every GlaS image in ../shared/data is a training image of this model, so no score here is a score on unseen
+    images. The score on unseen images is stated from the protocol runs of the same configuration (59 training
+    images of split 0, 3 seeds, scored once on the 13 held-out images, flip TTA, ``--object_min_size 3200``):
+    pixel Dice 79.8-81.9, mean 80.8 (docs/recipes.md, "The held-out images, scored once"). The numbers below, on
+    those 13 images, pin the weights and the evaluation pipeline (they are the model's fit on images it trained on)."""
     from PIL import Image
 
     if not GLAS.is_dir():
@@ -342,8 +345,8 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
         dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
         assert dice > 0.8, f"{name}: Dice {dice:.3f} of the shipped model"
 
-    # evaluate.json (flip TTA on, as shipped) on the held-out split: docs/results.md reports F1 80.26, IoU 68.52 and
-    # the object-level scores (the split's labelinst/ instance labels)
+    # evaluate.json (flip TTA on, as shipped) on split 0's 13 test images with the minimum object size documented for
+    # GlaS: pixel F1/IoU and the object-level scores (the split's labelinst/ instance labels)
     _ok(
         _run(
             [
@@ -356,17 +359,19 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
                 str(GLAS.parent),
                 "--output_dir",
                 str(tmp_path / "eval"),
+                "--object_min_size",
+                "3200",
             ]
         )
     )
-    for name, documented in (("test_mean_dice", 0.8026), ("test_mean_iou", 0.6852)):
+    for name, documented in (("test_mean_dice", 0.8764), ("test_mean_iou", 0.7843)):
         with open(tmp_path / "eval" / f"{name}_raw.csv") as f:
             rows = f.read().splitlines()[1:]
         assert len(rows) == 13
         assert np.mean([float(r.split(",")[-1]) for r in rows]) == pytest.approx(documented, abs=5e-4), name
     metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
-    documented = {"test_object_f1": 0.4218, "test_object_dice": 0.5505, "test_object_hausdorff": 242.12,
-                  "test_aji": 0.3228, "test_pq": 0.2620}  # fmt: skip
+    documented = {"test_object_f1": 0.5555, "test_object_dice": 0.6123, "test_object_hausdorff": 222.93,
+                  "test_aji": 0.4059, "test_pq": 0.3592}  # fmt: skip
     for name, value in documented.items():
         assert float(metrics[name]) == pytest.approx(value, rel=2e-3), name
 
@@ -1078,7 +1083,7 @@ def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
     "overrides, kind, message",
     [
         ({"network_name": "foo"}, ValueError, "--network_name 'foo' is not a network; the names are: unet, resunet, unetpp"),
-        ({"img_size": 100}, ValueError, "--img_size 100 does not fit --network_name medt: .* multiples of 64; e.g. --img_size 64 or 128"),
+        ({"img_size": 100}, ValueError, "--img_size 100 does not fit --network_name medt_fullres: .* multiples of 64; e.g. --img_size 64 or 128"),
         ({"network_name": "unet", "img_size": 72}, ValueError, "multiples of 16"),
         ({"ckpt_dir": "{file}/models"}, PermissionError, "--ckpt_dir .*/a_file/models: cannot create this folder"),
     ],
