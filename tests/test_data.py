@@ -133,6 +133,7 @@ def test_remove_small_components_clears_specks_and_keeps_the_classes_of_the_rest
     assert RemoveSmallComponents(2, connectivity=1)(label)[0, 5:7, 5:7].sum() == 0  # two 1-px components
     assert torch.equal(RemoveSmallComponents(0)(label), label)
     assert torch.equal(RemoveSmallComponents(6.0)(label), RemoveSmallComponents(6)(label))  # as a command line gives it
+    assert torch.equal(RemoveSmallComponents(np.int64(6))(label), RemoveSmallComponents(6)(label))
     for bad in (-1, 2.5, True, "6", None):  # the object metrics' rule (medt_monai.metrics.instances.min_object_size)
         with pytest.raises(ValueError, match="min_size must be an integer >= 0"):
             RemoveSmallComponents(bad)

@@ -9,6 +9,7 @@ outside the other.
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,15 +31,15 @@ def _as_numpy(x: NdarrayOrTensor) -> np.ndarray:
 
 
 def min_object_size(min_size: object) -> int:
-    """``min_size`` checked as a minimum object size in pixels: an integer >= 0 (an integral float such as ``400.0``,
-    as a command line may give it, counts; a boolean does not).
+    """``min_size`` checked as a minimum object size in pixels: an integer >= 0 (a NumPy integer, or an integral float
+    such as ``400.0`` as a command line may give it, counts; a boolean does not).
 
     Raises:
         ValueError: anything else.
     """
     if (
         isinstance(min_size, bool)
-        or not isinstance(min_size, (int, float))
+        or not isinstance(min_size, numbers.Real)
         or int(min_size) != min_size
         or min_size < 0
     ):
