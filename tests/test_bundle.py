@@ -248,12 +248,27 @@ def test_inference_writes_masks_at_the_original_size(work, trained, tmp_path):
         assert values <= {0, 255}, values
 
 
+def test_crops_per_image_sets_the_number_of_training_crops_of_each_zoomed_image():
+    from monai.bundle import ConfigParser
+    from monai.transforms import RandSpatialCropSamplesd
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    assert parser["crops_per_image"] == 1
+    parser.update({"image_scale": 0.5, "crops_per_image": 3})
+    crop = parser.get_parsed_content("train#crop_transforms")[-1]
+    assert isinstance(crop, RandSpatialCropSamplesd) and crop.cropper.num_samples == 3
+    assert crop.cropper.cropper.roi_size == [parser["img_size"]] * 2
+
+
 def test_scaled_crops_train_evaluate_and_infer_with_sliding_windows_and_flip_tta(work, tmp_path):
     """``--image_scale``: zoomed images, random ``img_size`` crops in training, sliding windows (+ flips) after."""
     from PIL import Image
 
     scale = ["--image_scale", "0.75"]  # demo images 128 -> 96, so crops of 64 and 2x2 windows
-    log = _ok(_run(_train_args(work, tmp_path, "--max_epochs", "1", *scale, "--augmentation", "dihedral_color")))
+    crops = ["--crops_per_image", "2"]  # two crops of every image per epoch, flattened into the batches
+    args = _train_args(work, tmp_path, "--max_epochs", "1", *scale, *crops, "--augmentation", "dihedral_color")
+    log = _ok(_run(args))
     assert _epochs_completed(log) == [1]  # MedT(img_size=64) would refuse the 96x96 images without the crops
     model = tmp_path / "models" / "model.pt"
     args = [

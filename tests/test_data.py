@@ -143,6 +143,35 @@ def test_remove_small_components_clears_specks_and_keeps_the_classes_of_the_rest
         RemoveSmallComponents(5)(_mt(torch.zeros(2, 8, 10), "/p/b.png"))  # one-hot
 
 
+def test_network_size_crops_give_several_aligned_crops_per_image_flattened_into_the_batch():
+    from monai.data import DataLoader, Dataset
+
+    from medt_monai.transforms import network_size_crops, network_size_transform
+
+    image = torch.arange(3 * 40 * 60, dtype=torch.float32).reshape(3, 40, 60)
+    items = [{"image": image + 1000 * i, "label": image[:1] + 1000 * i} for i in range(2)]  # label: image's channel 0
+    chain = Compose(
+        [network_size_transform(["image", "label"], 16, image_scale=0.5, mode="nearest")]
+        + network_size_crops(["image", "label"], 16, image_scale=0.5, num_crops=3)
+    )
+    crops = chain(items[0])
+    assert isinstance(crops, list) and len(crops) == 3  # zoomed to 20x30, then 3 random 16x16 crops
+    for crop in crops:
+        assert crop["image"].shape == (3, 16, 16) and crop["label"].shape == (1, 16, 16)
+        assert torch.equal(crop["label"][0], crop["image"][0])  # image and label cut at the same place
+    assert len({tuple(c["image"][0, 0, :2].tolist()) for c in crops}) > 1  # not one crop three times
+    batch = next(iter(DataLoader(Dataset(items, chain), batch_size=2)))
+    assert batch["image"].shape == (6, 3, 16, 16)  # 2 images x 3 crops
+    single = Compose([network_size_transform("image", 16, image_scale=0.5)] + network_size_crops("image", 16, 0.5))
+    assert single({"image": image})["image"].shape == (3, 16, 16)  # num_crops=1: one dict, as before
+    assert network_size_crops("image", 16) == [] and network_size_crops("image", 16, 0.5, np.int64(2))
+    with pytest.raises(ValueError, match="num_crops=2 needs image_scale"):
+        network_size_crops("image", 16, None, num_crops=2)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="num_crops must be a positive integer"):
+            network_size_crops("image", 16, 0.5, num_crops=bad)
+
+
 # ---------------------------------------------------------------- demo set
 
 

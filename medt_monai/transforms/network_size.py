@@ -6,11 +6,12 @@ The bundle's ``--image_scale`` switches between the two; these helpers hold that
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from monai.config import KeysCollection
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
-from monai.transforms import MapTransform, RandSpatialCropd, Resized, SpatialPadd, Zoomd
+from monai.transforms import MapTransform, RandSpatialCropd, RandSpatialCropSamplesd, Resized, SpatialPadd, Zoomd
 
 __all__ = ["network_size_transform", "network_size_crops", "network_size_inferer"]
 
@@ -34,16 +35,36 @@ def network_size_transform(
     return Zoomd(keys=keys, zoom=image_scale, mode=mode, keep_size=False)
 
 
-def network_size_crops(keys: KeysCollection, img_size: int, image_scale: float | None = None) -> list[MapTransform]:
+def network_size_crops(
+    keys: KeysCollection, img_size: int, image_scale: float | None = None, num_crops: int = 1
+) -> list[MapTransform]:
     """Training crops for :func:`network_size_transform`'s output: none for squeezed images (already ``img_size``);
-    for zoomed ones, reflection padding up to ``img_size`` then one random ``img_size x img_size`` crop."""
+    for zoomed ones, reflection padding up to ``img_size`` then ``num_crops`` random ``img_size x img_size`` crops.
+
+    With ``num_crops > 1`` every image yields a list of crops, which MONAI's ``Compose`` maps the later transforms over
+    and ``monai.data.DataLoader`` (``list_data_collate``) flattens into the batch: a batch of ``B`` images holds
+    ``B * num_crops`` crops, as in MONAI's ``RandCropByPosNegLabeld`` recipes.
+
+    Raises:
+        ValueError: ``num_crops`` is not a positive integer, or is above 1 for squeezed images (one crop is the whole
+            image).
+    """
+    if isinstance(num_crops, bool) or not isinstance(num_crops, numbers.Integral) or num_crops < 1:
+        raise ValueError(f"num_crops must be a positive integer, got {num_crops!r}.")
     if image_scale is None:
+        if num_crops > 1:
+            raise ValueError(
+                f"num_crops={num_crops} needs image_scale: images squeezed to img_size={img_size} have one crop, "
+                "the whole image."
+            )
         return []
     size = [img_size, img_size]
-    return [
-        SpatialPadd(keys=keys, spatial_size=size, mode="reflect"),
-        RandSpatialCropd(keys=keys, roi_size=size, random_size=False),
-    ]
+    crop = (
+        RandSpatialCropd(keys=keys, roi_size=size, random_size=False)
+        if num_crops == 1
+        else RandSpatialCropSamplesd(keys=keys, roi_size=size, num_samples=num_crops, random_size=False)
+    )
+    return [SpatialPadd(keys=keys, spatial_size=size, mode="reflect"), crop]
 
 
 def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inferer:
