@@ -31,14 +31,19 @@ DATA = {
 }
 
 
-def evaluator(overrides: dict):
-    """The ``validate#evaluator`` of train.json + evaluate.json with ``overrides``."""
+def config(overrides: dict):
+    """train.json + evaluate.json with ``overrides``, as a ``ConfigParser``."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(CONFIGS)
-    parser.update(overrides)
-    return parser.get_parsed_content("validate#evaluator")
+    parser.update({"bundle_root": str(REPO / "bundle"), **overrides})  # a bare parser's root would be the cwd
+    return parser
+
+
+def evaluator(overrides: dict):
+    """The ``validate#evaluator`` of train.json + evaluate.json with ``overrides``."""
+    return config(overrides).get_parsed_content("validate#evaluator")
 
 
 def main() -> None:
@@ -104,7 +109,8 @@ def run_all(args: argparse.Namespace, out: Path, spent: list[float]) -> None:
                               "object_metric_seconds": spent[0]}), flush=True)  # fmt: skip
     medians = {name: statistics.median(t) for name, t in times.items()}
     pixel, metrics = medians["pixel metrics only"], statistics.median(inside)
-    print(json.dumps({"images": images, "network": args.network_name or "train.json's", "threads": args.threads,
+    network = config(common).get_parsed_content("network_name")
+    print(json.dumps({"images": images, "network": network, "threads": args.threads,
                       "median_seconds": medians, "median_object_metric_seconds": metrics,
                       "ratio_of_medians": medians["with object metrics"] / pixel,
                       "ratio_pixel_plus_metrics": (pixel + metrics) / pixel}))  # fmt: skip
