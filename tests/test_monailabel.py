@@ -8,7 +8,8 @@ client (3D Slicer / QuPath) does:
 * ``GET /info/``: our model is listed as a 2D segmentation model with the bundle's labels;
 * ``POST /infer/medt`` with an uploaded non-square PNG: the returned mask has the image's size and
   orientation and equals the bundle's own CLI inference (``python -m monai.bundle run`` with
-  ``configs/inference.json``, main environment) on the same image, pixel for pixel;
+  ``configs/inference.json``, main environment) on the same image, pixel for pixel, with a minimum object size set
+  in the served ``inference.json`` as docs/monailabel.md says (the components under it, and only those, are gone);
 * ``PUT /datastore/image`` + ``PUT /datastore/label``: the corrected label is stored and listed;
 * ``POST /train/medt`` (1 epoch, the datastore's few images): the training finishes and
   ``models/model.pt`` is rewritten with a checkpoint the network loads.
@@ -49,6 +50,8 @@ REQUIRED = os.environ.get("MEDT_REQUIRE_MONAILABEL", "") == "1"
 # The uploaded test image: non-square (W != H) so that a transposed mask cannot pass.
 IMG_W, IMG_H = 160, 96
 N_SEEDED = 3  # labelled demo images the datastore starts with; the test adds one more
+DOCS_DEFAULT = '"object_min_size": 0,'  # what docs/monailabel.md's sed replaces in the served inference.json
+MIN_SIZE = 20  # the served bundle's --object_min_size: foreground components under 20 pixels become background
 
 START_TIMEOUT = 180  # server start (imports torch, monai, the app, the bundle)
 HTTP_TIMEOUT = 120  # any single request
@@ -181,6 +184,11 @@ def workspace(tmp_path_factory, ml_python):
     bundle = app / "model" / MODEL
     shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("__pycache__", "eval", "logs", "*.pt", "*.ts"))
     (bundle / "models").mkdir(exist_ok=True)
+    # a minimum object size, set in the served bundle as docs/monailabel.md's sed sets 3200 for GlaS
+    config = bundle / "configs" / "inference.json"
+    text = config.read_text()
+    assert text.count(DOCS_DEFAULT) == 1, f"docs/monailabel.md's sed no longer matches inference.json: {DOCS_DEFAULT}"
+    config.write_text(text.replace(DOCS_DEFAULT, f'"object_min_size": {MIN_SIZE},'))
 
     # datastore: a few labelled demo images (labels as 0/1 indices, like a client's saved labels)
     demo = make_demo_dataset(seed=0)  # the shared, generated-once demo set (read only here)
@@ -289,9 +297,8 @@ def server_mask(server, workspace) -> np.ndarray:
     return _read_png(bytes(data))
 
 
-@pytest.fixture(scope="module")
-def cli_mask(workspace, tmp_path_factory) -> np.ndarray:
-    """The bundle's own CLI inference (main environment) on the same PNG with the same model.pt."""
+def _cli_mask(workspace, tmp_path_factory, *overrides: str) -> np.ndarray:
+    """The bundle's own CLI inference (main environment) on the uploaded PNG with the same model.pt."""
     tmp = tmp_path_factory.mktemp("cli")
     in_dir, out_dir = tmp / "in", tmp / "out"
     in_dir.mkdir()
@@ -301,13 +308,25 @@ def cli_mask(workspace, tmp_path_factory) -> np.ndarray:
         "--config_file", str(workspace["bundle"] / "configs" / "inference.json"),
         "--bundle_root", str(workspace["bundle"]),
         "--dataset_dir", str(in_dir), "--output_dir", str(out_dir),
-        "--device", "$torch.device('cpu')",
+        "--device", "$torch.device('cpu')", *overrides,
     ]  # fmt: skip
     r = subprocess.run(cmd, env=workspace["env"], capture_output=True, text=True, timeout=HTTP_TIMEOUT)
     assert r.returncode == 0, f"bundle CLI inference failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     outs = sorted(out_dir.rglob("*.png"))
     assert len(outs) == 1, f"expected one PNG from the CLI, got {outs}"
     return _read_png(outs[0])
+
+
+@pytest.fixture(scope="module")
+def cli_mask(workspace, tmp_path_factory) -> np.ndarray:
+    """The CLI's mask with the served bundle's configs unchanged (its ``object_min_size`` of ``MIN_SIZE``)."""
+    return _cli_mask(workspace, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cli_mask_every_component(workspace, tmp_path_factory) -> np.ndarray:
+    """The CLI's mask with ``--object_min_size 0``: every predicted component kept."""
+    return _cli_mask(workspace, tmp_path_factory, "--object_min_size", "0")
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +393,22 @@ def test_infer_matches_bundle_cli(server_mask, cli_mask, workspace):
     assert diff == 0, f"{diff} of {server_mask.size} pixels differ between /infer and the bundle CLI"
     with Image.open(workspace["image"]) as im:
         assert im.size == (IMG_W, IMG_H)
+
+
+def test_served_object_min_size_removes_exactly_the_small_components(server_mask, cli_mask_every_component):
+    """The minimum object size set in the served bundle's inference.json (docs/monailabel.md) applies in /infer: the
+    returned mask is the unfiltered prediction without its components under ``MIN_SIZE`` pixels, and nothing else."""
+    import torch
+
+    from medt_monai.metrics import label_objects
+    from medt_monai.transforms import RemoveSmallComponents
+
+    every = (cli_mask_every_component > 0).astype(np.uint8)
+    small = [n for n in np.bincount(label_objects(every).ravel())[1:].tolist() if n < MIN_SIZE]
+    assert small, "the unfiltered prediction has no component under MIN_SIZE pixels: the check would be blind"
+    expected = RemoveSmallComponents(MIN_SIZE)(torch.as_tensor(every)[None])[0].numpy()
+    assert int((expected != every).sum()) == sum(small)  # exactly the small components went
+    assert np.array_equal(server_mask, expected), f"{int((server_mask != expected).sum())} pixels differ"
 
 
 def test_datastore_accepts_corrected_label(server, workspace, corrected_label):
