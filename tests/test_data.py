@@ -165,10 +165,10 @@ def test_network_size_crops_give_several_aligned_crops_per_image_flattened_into_
     single = Compose([network_size_transform("image", 16, image_scale=0.5)] + network_size_crops("image", 16, 0.5))
     assert single({"image": image})["image"].shape == (3, 16, 16)  # num_crops=1: one dict, as before
     assert network_size_crops("image", 16) == [] and network_size_crops("image", 16, 0.5, np.int64(2))
-    with pytest.raises(ValueError, match="num_crops=2 needs image_scale"):
+    with pytest.raises(ValueError, match=r"num_crops=2 \(--crops_per_image\) needs image_scale"):
         network_size_crops("image", 16, None, num_crops=2)
     for bad in (0, 2.0, True):
-        with pytest.raises(ValueError, match="num_crops must be a positive integer"):
+        with pytest.raises(ValueError, match=r"crops_per_image\) must be a positive integer"):
             network_size_crops("image", 16, 0.5, num_crops=bad)
 
 

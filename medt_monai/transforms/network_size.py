@@ -50,12 +50,12 @@ def network_size_crops(
             image).
     """
     if isinstance(num_crops, bool) or not isinstance(num_crops, numbers.Integral) or num_crops < 1:
-        raise ValueError(f"num_crops must be a positive integer, got {num_crops!r}.")
+        raise ValueError(f"num_crops (the bundle's --crops_per_image) must be a positive integer, got {num_crops!r}.")
     if image_scale is None:
         if num_crops > 1:
             raise ValueError(
-                f"num_crops={num_crops} needs image_scale: images squeezed to img_size={img_size} have one crop, "
-                "the whole image."
+                f"num_crops={num_crops} (--crops_per_image) needs image_scale (--image_scale): images squeezed to "
+                f"img_size={img_size} have one crop, the whole image."
             )
         return []
     size = [img_size, img_size]
