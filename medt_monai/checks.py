@@ -43,6 +43,7 @@ def check_workflow(
     img_size: int | None = None,
     writable: Mapping[str, str] | None = None,
     readable: Mapping[str, str] | None = None,
+    ema_decay: float | None = None,
 ) -> None:
     """Raise a clear error for a setting the workflow cannot run with, before any data are loaded.
 
@@ -58,10 +59,12 @@ def check_workflow(
         writable: option name -> folder the workflow writes (``{"ckpt_dir": ..., "output_dir": ...}``); each must be a
             folder that can be written, or not exist yet below one.
         readable: option name -> file the workflow reads (``{"ckpt_path": ...}``); each must be a non-empty file.
+        ema_decay: the decay of the weights' exponential moving average (``--ema_decay``); must be in [0, 1), 0 being
+            off.
 
     Raises:
         ValueError: an unknown ``network_name`` (the message lists the names), an ``img_size`` the network cannot
-            take, or an empty file.
+            take, an ``ema_decay`` outside [0, 1), or an empty file.
         FileNotFoundError: a ``readable`` file is missing.
         PermissionError: a ``writable`` folder cannot be written.
     """
@@ -79,6 +82,11 @@ def check_workflow(
                     f"--img_size {img_size} does not fit --network_name {network_name}: its input height and width "
                     f"must be multiples of {multiples}; e.g. --img_size {' or '.join(map(str, fits))}."
                 )
+    if ema_decay is not None and not 0 <= float(ema_decay) < 1:
+        raise ValueError(
+            f"--ema_decay {ema_decay}: the decay of the weights' moving average must be in [0, 1): 0 is off, 0.995 "
+            "averages over about 200 training steps."
+        )
     for option, folder in (writable or {}).items():
         path = Path(folder).expanduser()
         existing = _nearest_existing(path.absolute())

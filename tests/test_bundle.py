@@ -1345,6 +1345,59 @@ def test_bn_recalibration_option_runs_before_validation_only_when_enabled():
         assert recalibration.enabled is enabled and recalibration.interval == 3
 
 
+def test_ema_decay_scores_saves_and_resumes_the_weights_moving_average_only_when_enabled():
+    from ignite.handlers import EMAHandler
+
+    from medt_monai.handlers import AtomicCheckpointSaver, ResumeCheckpointLoader
+
+    def parts(parser):
+        handlers = parser.get_parsed_content("train#trainer#train_handlers", instantiate=True)
+        resume = next(h for h in handlers if isinstance(h, ResumeCheckpointLoader))
+        latest = next(h for h in handlers if isinstance(h, AtomicCheckpointSaver) and h.save_interval)
+        emas = [h for h in handlers if isinstance(h, EMAHandler)]
+        return emas, resume.load_dict, latest.save_dict
+
+    off = _parser((TRAIN,))
+    assert off.get_parsed_content("ema_decay") == 0
+    emas, load_dict, save_dict = parts(off)
+    network = off.get_parsed_content("network")
+    assert emas == [] and "ema_model" not in load_dict and "ema_model" not in save_dict
+    assert off.get_parsed_content("validate#evaluator").network is network
+    assert off.get_parsed_content("best_model_saver").save_dict["model"] is network
+
+    on = _parser((TRAIN,), ema_decay=0.9)
+    emas, load_dict, save_dict = parts(on)
+    network = on.get_parsed_content("network")
+    assert len(emas) == 1 and emas[0].model is network and emas[0].handle_buffers == "update"
+    assert emas[0].momentum == pytest.approx(0.1)
+    averaged = emas[0].ema_model
+    assert averaged is not network and not averaged.training
+    # validation, the kept model.pt and the resume checkpoint hold the average; training goes on with the network
+    assert on.get_parsed_content("validate#evaluator").network is averaged
+    assert on.get_parsed_content("best_model_saver").save_dict["model"] is averaged
+    assert load_dict["ema_model"] is averaged and save_dict["ema_model"] is averaged and save_dict["model"] is network
+    assert on.get_parsed_content("train#trainer").network is network
+
+    # evaluation scores the weights it loads from --ckpt_path, whatever --ema_decay says
+    evaluation = _parser((TRAIN, EVALUATE), ema_decay=0.9)
+    assert evaluation.get_parsed_content("validate#evaluator").network is evaluation.get_parsed_content("network")
+
+    for decay in (1.0, -0.1):
+        error = _config_error(_parser((TRAIN,), ema_decay=decay), "workflow_checks")
+        assert isinstance(error, ValueError) and f"--ema_decay {decay}" in str(error) and "[0, 1)" in str(error)
+
+
+def test_ema_decay_ships_the_moving_average_as_model_pt(work, tmp_path):
+    extra = ("--max_epochs", "1", "--model_selection", "last_epoch", "--ema_decay", "0.5")
+    _ok(_run(_train_args(work, tmp_path, *extra)))
+    latest = torch.load(tmp_path / "eval" / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    shipped = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert shipped.keys() == latest["model"].keys() == latest["ema_model"].keys()
+    assert all(torch.equal(shipped[k], latest["ema_model"][k]) for k in shipped)
+    # 2 steps at decay 0.5: the average lies between the initial and the trained weights, not on the trained ones
+    assert not all(torch.equal(shipped[k], latest["model"][k]) for k in shipped)
+
+
 def test_full_resolution_skip_and_bn_recalibration_train_and_evaluate_through_the_bundle(work, tmp_path):
     """The two MedT remedies as a user runs them: ``--network_args#full_resolution_skip`` and ``--bn_recalibration``."""
     options = ["--network_args#full_resolution_skip", "True"]

@@ -87,7 +87,9 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     Args:
         save_dir: the folder the checkpoints are written to (created if missing).
-        save_dict: the objects to save, e.g. ``{"model": network, "optimizer": optimizer, "trainer": trainer}``.
+        save_dict: the objects to save, e.g. ``{"model": network, "optimizer": optimizer, "trainer": trainer}``; entries
+            that are ``None`` (an optional object that is switched off, such as the bundle's EMA weights) are left out,
+            as :class:`ResumeCheckpointLoader` leaves them out of ``load_dict``.
         interval_filename: fixed file name of the interval checkpoint; ``None`` keeps MONAI's numbered names.
         engine_key: if given, the engine this handler is attached to (the trainer) is added to ``save_dict`` under
             this key when attaching, so its epoch and iteration counters are saved. A config cannot reference the
@@ -112,6 +114,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
                 f"AtomicCheckpointSaver: a fixed interval_filename ({interval_filename!r}) keeps one file, "
                 f"so n_saved must be 1, got {kwargs['n_saved']}."
             )
+        save_dict = {k: v for k, v in save_dict.items() if v is not None}
         super().__init__(save_dir=save_dir, save_dict=save_dict, **kwargs)
         if self._final_checkpoint is not None:
             self._final_checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, self._final_filename)
