@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medt_monai.networks import NETWORKS, gate_values, get_network, set_gates_trainable
-from medt_monai.networks.blocks import AxialAttention
+from medt_monai.networks.blocks import AxialAttention, AxialBlock
 from medt_monai.networks.convert import convert_authors_state_dict, load_authors_checkpoint
 from medt_monai.networks.nets import AxialUNet, GatedAxialUNet, LoGo, MedT
 
@@ -89,6 +89,47 @@ def test_full_resolution_skip_adds_two_convolutions_at_the_input_resolution_and_
     network = _trained_like(network)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
+
+
+def test_scaled_logits_drop_the_logit_batchnorms_train_and_script():
+    torch.manual_seed(0)
+    network = MedT(img_size=64, logit_norm="scaled")
+    removed = sum(p.numel() for p in MedT(img_size=64).parameters()) - sum(p.numel() for p in network.parameters())
+    layers = [m for m in network.modules() if isinstance(m, AxialAttention)]
+    positional = sum(layer.positional for layer in layers)  # the global branch's gated layers: qr_norm and kr_norm too
+    assert removed == 2 * 8 * (len(layers) + 2 * positional)  # weight and bias of one BatchNorm2d(8 heads) per term
+    assert not any(name.endswith(("qk_norm.weight", "qr_norm.weight")) for name, _ in network.named_parameters())
+    image = torch.rand(2, 3, 64, 64)
+    torch.nn.functional.cross_entropy(network(image), torch.randint(0, 2, (2, 64, 64))).backward()
+    assert all(p.grad is not None for p in network.parameters())
+    network = _trained_like(network)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="logit_norm must be one of"):
+        MedT(img_size=64, logit_norm="layer")
+
+
+def test_zero_init_residual_starts_every_attention_block_as_its_shortcut_and_then_trains_them():
+    torch.manual_seed(0)
+    network = MedT(img_size=64, zero_init_residual=True)
+    assert network.state_dict().keys() == MedT(img_size=64).state_dict().keys()  # weights stay interchangeable
+    blocks = [m for m in network.modules() if isinstance(m, AxialBlock)]
+    assert len(blocks) == sum((1, 2)) + sum((1, 2, 4, 1))  # global and local branch blocks
+    for block in blocks[:2]:  # at initialisation a block is ReLU(shortcut(x)), in training and in eval mode
+        x = torch.randn(2, block.reduce[0].in_channels, 16, 16)
+        for training in (True, False):
+            block.train(training)
+            torch.testing.assert_close(block(x), torch.relu(block.shortcut(x)))
+    network.train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    for _ in range(2):  # step 1 moves the zeroed weights, step 2 reaches the attention layers behind them
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(
+            network(torch.rand(2, 3, 64, 64)), torch.randint(0, 2, (2, 64, 64))
+        ).backward()
+        optimizer.step()
+    assert all(block.expand[1].weight.abs().min() > 0 for block in blocks)
+    assert all(block.reduce[0].weight.grad.abs().sum() > 0 for block in blocks)
 
 
 def test_smaller_inputs_than_img_size_use_the_central_relative_encodings():

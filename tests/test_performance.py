@@ -54,12 +54,17 @@ def _plain(layer: AxialAttention, x: torch.Tensor) -> torch.Tensor:
             return norm(term)
         return gate * norm(term) if layer.gates_after_norm else norm(gate * term)
 
+    def logit(term, gate, norm_name):
+        if layer.batch_logits:
+            return gated(term, gate, getattr(layer, norm_name))
+        return term * half**-0.5 * (1.0 if gate is None else gate)  # logit_norm="scaled"
+
     g = layer.gates() if layer.gated else [None] * 4
-    logits = layer.qk_norm(torch.einsum("bgci,bgcj->bgij", q, k))
+    logits = logit(torch.einsum("bgci,bgcj->bgij", q, k), None, "qk_norm")
     if layer.positional:
         r_q, r_k, r_v = torch.split(layer.relative_embeddings(length), [half, half, layer.head_channels])
-        logits = logits + gated(torch.einsum("bgci,cij->bgij", q, r_q), g[0], layer.qr_norm)
-        logits = logits + gated(torch.einsum("bgcj,cji->bgij", k, r_k), g[1], layer.kr_norm)
+        logits = logits + logit(torch.einsum("bgci,cij->bgij", q, r_q), g[0], "qr_norm")
+        logits = logits + logit(torch.einsum("bgcj,cji->bgij", k, r_k), g[1], "kr_norm")
     attention = F.softmax(logits, dim=-1)
     batch = attention.shape[0]
     out = gated(
@@ -81,20 +86,28 @@ def _randomise(layer: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize(
-    "attention, placement",
-    [("nopos", "before_norm"), ("axial", "before_norm"), ("gated", "before_norm"), ("gated", "after_norm")],
+    "attention, placement, logit_norm",
+    [
+        ("nopos", "before_norm", "batch"),
+        ("axial", "before_norm", "batch"),
+        ("gated", "before_norm", "batch"),
+        ("gated", "after_norm", "batch"),
+        ("nopos", "before_norm", "scaled"),
+        ("gated", "after_norm", "scaled"),
+    ],
 )
 @pytest.mark.parametrize("axis", [0, 1])
 # two softmax code paths of the PyTorch implementation; the longer rows in a layer built for longer ones (central
 # offsets of the relative table)
 @pytest.mark.parametrize("length, axis_length", [(12, 12), (20, 23)], ids=["short_rows", "long_rows_longer_table"])
 def test_fused_attention_equals_plain_formulation_in_eval_and_training(
-    attention, placement, axis, length, axis_length, implementation
+    attention, placement, logit_norm, axis, length, axis_length, implementation
 ):
     torch.manual_seed(0)
-    fused = AxialAttention(32, axis_length, axis, attention=attention, gate_placement=placement)
+    options = {"attention": attention, "gate_placement": placement, "logit_norm": logit_norm}
+    fused = AxialAttention(32, axis_length, axis, **options)
     _randomise(fused)
-    plain = AxialAttention(32, axis_length, axis, attention=attention, gate_placement=placement)
+    plain = AxialAttention(32, axis_length, axis, **options)
     plain.load_state_dict(fused.state_dict())
     fused.max_lines = 7  # PyTorch: 30 lines in chunks of 7, training statistics must not depend on the chunking
     x = torch.randn(3, 32, 10, length) if axis else torch.randn(3, 32, length, 10)

@@ -28,7 +28,7 @@ from medt_monai.networks.layers.axial_attention import (
 )
 from medt_monai.networks.layers.batch_norm import batch_norm_affine, batch_norm_affine_from_moments, gated_batch_norm
 
-__all__ = ["AxialAttention", "ATTENTION_KINDS", "GATE_PLACEMENTS", "check_gate_placement"]
+__all__ = ["AxialAttention", "ATTENTION_KINDS", "GATE_PLACEMENTS", "LOGIT_NORMS", "check_gate_placement"]
 
 #: ``"axial"``: relative position encodings for q, k, v (Eq. 2); ``"gated"``: the same with the four gates of Eq. 3;
 #: ``"nopos"``: no positional encoding (MedT's local branch).
@@ -37,6 +37,10 @@ ATTENTION_KINDS = ("axial", "gated", "nopos")
 #: to its epsilon); ``"after_norm"``: gates multiply the normalised terms, so they really scale the positional terms
 #: as Eq. 3 intends.
 GATE_PLACEMENTS = ("before_norm", "after_norm")
+#: ``"batch"``: each logit term is batch-normalised per head (the authors' code, after Axial-DeepLab); ``"scaled"``: the
+#: terms are summed (gated by ``G_Q, G_K``) and divided by ``sqrt(d / 2)``, as in a standard transformer, so the logits
+#: use no batch statistics and eval mode computes exactly what training did.
+LOGIT_NORMS = ("batch", "scaled")
 # the spellings of the first release, accepted with a FutureWarning until the next one
 _RENAMED_GATE_PLACEMENTS = {"authors": "before_norm", "effective": "after_norm"}
 
@@ -74,7 +78,9 @@ class AxialAttention(nn.Module):
     - ``"nopos"``: ``y_i = sum_j softmax_j(q_i.k_j) v_j``
 
     As in the authors' code, each of the terms is batch-normalised separately (the logits per head, the outputs per
-    channel) and there is no ``1/sqrt(d)`` scaling; the relative table is shared by all heads.
+    channel) and there is no ``1/sqrt(d)`` scaling; the relative table is shared by all heads. With
+    ``logit_norm="scaled"`` the logit terms are instead summed and divided by ``sqrt(d/2)`` (the outputs keep their
+    BatchNorms).
 
     Args:
         channels: input and output channels ``C``; must be a multiple of ``2 * num_heads``.
@@ -86,19 +92,22 @@ class AxialAttention(nn.Module):
         attention: attention kind, one of :data:`ATTENTION_KINDS`. Defaults to ``"axial"``.
         gate_placement: one of :data:`GATE_PLACEMENTS`; only used when ``attention="gated"``. Defaults to
             ``"before_norm"``. The deprecated ``"authors"`` / ``"effective"`` still work, with a ``FutureWarning``.
+            With ``logit_norm="scaled"`` it only places ``G_V1, G_V2`` (the logits have no BatchNorm).
+        logit_norm: one of :data:`LOGIT_NORMS`. Defaults to ``"batch"`` (the published network). ``"scaled"`` has no
+            logit BatchNorms (nor their parameters), so its eval-mode logits cannot lag behind the weights.
         kind: deprecated name of ``attention``, accepted with a ``FutureWarning`` until the next release.
 
     TorchScript: ``torch.jit.script`` compiles the PyTorch implementation in eval mode (a scripted layer in training
     mode raises ``RuntimeError``); ``torch.jit.trace`` records the PyTorch implementation in either mode.
 
     Raises:
-        ValueError: when ``attention``, ``gate_placement``, ``axis`` is unknown, or ``channels`` is not a positive
-            multiple of ``2 * num_heads``, or ``axis_length < 1``.
+        ValueError: when ``attention``, ``gate_placement``, ``logit_norm``, ``axis`` is unknown, or ``channels`` is not
+            a positive multiple of ``2 * num_heads``, or ``axis_length < 1``.
     """
 
     # TorchScript compiles only the branches these select (the gates and positional tables exist only when used)
     __constants__ = ("axis", "num_heads", "head_channels", "channels", "axis_length", "positional", "gated",
-                     "gates_after_norm")  # fmt: skip
+                     "gates_after_norm", "batch_logits")  # fmt: skip
 
     def __init__(
         self,
@@ -108,6 +117,7 @@ class AxialAttention(nn.Module):
         num_heads: int = 8,
         attention: str = "axial",
         gate_placement: str = "before_norm",
+        logit_norm: str = "batch",
         *,
         kind: str | None = None,
     ) -> None:
@@ -122,6 +132,8 @@ class AxialAttention(nn.Module):
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}.")
         gate_placement = check_gate_placement(gate_placement)
+        if logit_norm not in LOGIT_NORMS:
+            raise ValueError(f"logit_norm must be one of {LOGIT_NORMS}, got {logit_norm!r}.")
         if axis not in (0, 1):
             raise ValueError(f"axis must be 0 (height) or 1 (width), got {axis}.")
         if num_heads < 1 or channels < 2 * num_heads or channels % (2 * num_heads) != 0:
@@ -139,19 +151,22 @@ class AxialAttention(nn.Module):
         self.positional = attention != "nopos"
         self.gated = attention == "gated"
         self.gates_after_norm = gate_placement == "after_norm"
+        self.batch_logits = logit_norm == "batch"
 
         # q, k and v of all heads: per head [d/2 query | d/2 key | d value] channels.
         self.to_qkv = nn.Conv2d(channels, 2 * channels, kernel_size=1, bias=False)
         self.qkv_norm = nn.BatchNorm2d(2 * channels)
-        self.qk_norm = nn.BatchNorm2d(num_heads)
+        if self.batch_logits:
+            self.qk_norm = nn.BatchNorm2d(num_heads)
         self.value_norm = nn.BatchNorm1d(channels)
         nn.init.normal_(self.to_qkv.weight, 0.0, channels**-0.5)
         if self.positional:
             # rows [0, d/2): r^q, [d/2, d): r^k, [d, 2d): r^v; column m holds the offset i - j = m - (axis_length - 1).
             self.relative_position = nn.Parameter(torch.randn(2 * self.head_channels, 2 * axis_length - 1))
             nn.init.normal_(self.relative_position, 0.0, self.head_channels**-0.5)
-            self.qr_norm = nn.BatchNorm2d(num_heads)
-            self.kr_norm = nn.BatchNorm2d(num_heads)
+            if self.batch_logits:
+                self.qr_norm = nn.BatchNorm2d(num_heads)
+                self.kr_norm = nn.BatchNorm2d(num_heads)
             self.value_position_norm = nn.BatchNorm1d(channels)
         if self.gated:
             # Eq. 3: G_Q, G_K, G_V1, G_V2 with the authors' initial values.
@@ -208,7 +223,7 @@ class AxialAttention(nn.Module):
         if torch.jit.is_scripting():
             # TorchScript: the PyTorch implementation with the running statistics (the kernel's operators and the
             # closed-form training statistics are not compiled)
-            if self.qk_norm.training:
+            if self.qkv_norm.training:
                 raise RuntimeError(
                     "a scripted AxialAttention runs in eval mode only: call .eval() on the scripted model (train the "
                     "eager network)."
@@ -224,7 +239,7 @@ class AxialAttention(nn.Module):
         """:meth:`forward` after the projection, outside TorchScript: the fused CPU kernel or the PyTorch
         implementation (:func:`~medt_monai.networks.layers.attend_qkv`); closed-form statistics in training mode."""
         statistics = None
-        if self.qk_norm.training:
+        if self.batch_logits and self.qkv_norm.training:
             statistics = line_statistics(qkv, self.axis, self.num_heads, self.positional)
         lines = qkv.shape[0] * qkv.shape[3 - self.axis]
         scales, shift = self._logit_affine(statistics, lines, length)
@@ -255,6 +270,8 @@ class AxialAttention(nn.Module):
             ``scales`` ``(G, 3)`` (``s_qk, s_qr, s_kr``; the last two zero without positional encoding) and ``shift``
             ``(G,)``. Nothing couples the lines after this.
         """
+        if not self.batch_logits:
+            return self._scaled_logit_affine()
         if statistics is None:
             return self._running_logit_affine()
         count = lines * length * length
@@ -272,8 +289,21 @@ class AxialAttention(nn.Module):
         scale_kr, shift_kr = batch_norm_affine_from_moments(self.kr_norm, moments_kr, gate_k, after)
         return torch.stack([scale, scale_qr, scale_kr], dim=1), shift + shift_qr + shift_kr
 
+    def _scaled_logit_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``logit_norm="scaled"``: ``(s_qk, s_qr, s_kr) = (1, G_Q, G_K) / sqrt(d/2)`` for every head, no shift."""
+        scale = self.qkv_norm.weight.new_full((self.num_heads,), (self.head_channels // 2) ** -0.5)
+        zeros = torch.zeros_like(scale)
+        if not self.positional:
+            return torch.stack([scale, zeros, zeros], dim=1), zeros
+        if self.gated:
+            return torch.stack([scale, scale * self.gate_q, scale * self.gate_k], dim=1), zeros
+        return torch.stack([scale, scale, scale], dim=1), zeros
+
     def _running_logit_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eval mode: :meth:`_logit_affine` from the running statistics of the logit terms' BatchNorms."""
+        """Eval mode: :meth:`_logit_affine` from the running statistics of the logit terms' BatchNorms
+        (:meth:`_scaled_logit_affine` with ``logit_norm="scaled"``)."""
+        if not self.batch_logits:
+            return self._scaled_logit_affine()
         norm = self.qk_norm
         scale, shift = batch_norm_affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
         if not self.positional:

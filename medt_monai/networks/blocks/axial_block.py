@@ -29,6 +29,7 @@ class AxialBlock(nn.Module):
         num_heads: attention heads. Defaults to 8.
         attention: attention kind, see :class:`AxialAttention`. Defaults to ``"axial"``.
         gate_placement: see :class:`AxialAttention`. Defaults to ``"before_norm"``.
+        logit_norm: see :class:`AxialAttention`. Defaults to ``"batch"``.
 
     Raises:
         ValueError: when ``stride`` is not 1 or 2 (and see :class:`AxialAttention`).
@@ -43,6 +44,7 @@ class AxialBlock(nn.Module):
         num_heads: int = 8,
         attention: str = "axial",
         gate_placement: str = "before_norm",
+        logit_norm: str = "batch",
     ) -> None:
         super().__init__()
         gate_placement = check_gate_placement(gate_placement)
@@ -60,6 +62,7 @@ class AxialBlock(nn.Module):
                 num_heads=num_heads,
                 attention=attention,
                 gate_placement=gate_placement,
+                logit_norm=logit_norm,
             )
             for axis in (0, 1)
         )
@@ -90,7 +93,7 @@ class AxialStage(nn.Sequential):
         num_blocks: number of blocks (>= 1).
         spatial_size: largest ``(height, width)`` of the stage's input.
         stride: stride of the first block (1 or 2).
-        num_heads, attention, gate_placement: see :class:`AxialBlock`.
+        num_heads, attention, gate_placement, logit_norm: see :class:`AxialBlock`.
 
     Raises:
         ValueError: when ``num_blocks < 1``.
@@ -106,6 +109,7 @@ class AxialStage(nn.Sequential):
         num_heads: int = 8,
         attention: str = "axial",
         gate_placement: str = "before_norm",
+        logit_norm: str = "batch",
     ) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}.")
@@ -123,6 +127,7 @@ class AxialStage(nn.Sequential):
                     num_heads=num_heads,
                     attention=attention,
                     gate_placement=gate_placement,
+                    logit_norm=logit_norm,
                 )
             )
             size = tuple(s // block_stride for s in size)

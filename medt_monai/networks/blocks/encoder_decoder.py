@@ -80,6 +80,7 @@ class AxialEncoderDecoder(nn.Module):
         attention: attention kind (``"axial"``, ``"gated"`` or ``"nopos"``).
         gate_placement: ``"before_norm"`` or ``"after_norm"``, see
             :class:`~medt_monai.networks.blocks.AxialAttention`.
+        logit_norm: ``"batch"`` or ``"scaled"``, see :class:`~medt_monai.networks.blocks.AxialAttention`.
         bottleneck: add the authors' bottleneck step (a stride-2 3x3 conv on the deepest map, upsampled and added
             back onto it). Their full U-Nets have it, MedT's shallow global branch does not.
 
@@ -97,6 +98,7 @@ class AxialEncoderDecoder(nn.Module):
         num_heads: int = 8,
         attention: str = "axial",
         gate_placement: str = "before_norm",
+        logit_norm: str = "batch",
         bottleneck: bool = True,
     ) -> None:
         super().__init__()
@@ -122,6 +124,7 @@ class AxialEncoderDecoder(nn.Module):
                     num_heads=num_heads,
                     attention=attention,
                     gate_placement=gate_placement,
+                    logit_norm=logit_norm,
                 )
             )
             size = [s // stride for s in size]

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from medt_monai.networks.blocks.axial_attention import check_gate_placement
+from medt_monai.networks.blocks.axial_block import AxialBlock
 from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder, conv_bn_relu
 from medt_monai.networks.nets.utils import check_input_size, check_network_args
 
@@ -61,6 +62,14 @@ class MedT(nn.Module):
             7x7 stem, so without it every feature the head sees was computed at half resolution and upsampled; the
             path gives outlines and small structures a full-resolution route, as a U-Net's first skip does. Not in
             the paper; defaults to False (the published network).
+        logit_norm: how every attention layer normalises its logits: ``"batch"`` (BatchNorm per term, the authors'
+            code) or ``"scaled"`` (the terms summed and divided by ``sqrt(d/2)``, no batch statistics), see
+            :class:`~medt_monai.networks.blocks.AxialAttention`. Not in the paper; defaults to ``"batch"``.
+        zero_init_residual: start every axial-attention block as its shortcut: the BatchNorm that closes each block's
+            residual branch starts with zero weight (as in torchvision's ``ResNet(zero_init_residual=True)``, after
+            Goyal et al., 2017), so training begins from the stems, shortcuts and decoders and grows the attention
+            branches in. Only the initialisation changes (same parameters and state-dict keys). Not in the paper;
+            defaults to False (the published network's initialisation).
 
     Raises:
         ValueError: for ``spatial_dims != 2``, an unknown branch, a ``patch_grid`` that is not two positive ints,
@@ -86,6 +95,8 @@ class MedT(nn.Module):
         gate_placement: str = "before_norm",
         branches: Sequence[str] = BRANCHES,
         full_resolution_skip: bool = False,
+        logit_norm: str = "batch",
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
@@ -114,6 +125,7 @@ class MedT(nn.Module):
                 num_heads=num_heads,
                 attention=global_attention,
                 gate_placement=gate_placement,
+                logit_norm=logit_norm,
                 bottleneck=False,
             )
             divisor = (2**depth, 2**depth)
@@ -129,6 +141,7 @@ class MedT(nn.Module):
                 num_heads=num_heads,
                 attention=local_attention,
                 gate_placement=gate_placement,
+                logit_norm=logit_norm,
                 bottleneck=True,
             )
             divisor = tuple(lcm(d, g * 2**depth) for d, g in zip(divisor, grid))
@@ -145,6 +158,11 @@ class MedT(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(features, out_channels, kernel_size=1),
         )
+
+        if zero_init_residual:
+            for block in self.modules():
+                if isinstance(block, AxialBlock):
+                    nn.init.zeros_(block.expand[1].weight)  # the BatchNorm that closes the residual branch
 
     def _local_features(self, x: torch.Tensor) -> torch.Tensor:
         """Run the local branch on every patch of the grid at once and tile the results back together."""
