@@ -351,6 +351,11 @@ def test_unet_plus_plus_returns_a_tensor_and_refuses_deep_supervision():
 def test_registry_builds_each_name_with_its_fixed_arguments_and_names_the_choices_for_an_unknown_one():
     assert get_network("medt_global", img_size=64).local_branch is None
     assert get_network("medt_fullres", img_size=64).full_resolution is not None
+    zero_init = get_network("medt_fullres_zero_init", img_size=64)
+    assert zero_init.full_resolution is not None
+    assert all(
+        block.expand[1].weight.abs().sum() == 0 for block in zero_init.modules() if isinstance(block, AxialBlock)
+    )
     assert get_network("medt", img_size=64).full_resolution is None
     effective = get_network("gated_axial_unet_effective", img_size=64)
     assert {m.gates_after_norm for m in effective.modules() if isinstance(m, AxialAttention) and m.gated} == {True}

@@ -75,6 +75,12 @@ NETWORKS: dict[str, NetworkSpec] = {
         {"full_resolution_skip": True},
         takes_img_size=True,
     ),
+    "medt_fullres_zero_init": NetworkSpec(
+        _NETS + "MedT",
+        "MedT + full-resolution path, zero-initialised residual branches (not in the paper)",
+        {"full_resolution_skip": True, "zero_init_residual": True},
+        takes_img_size=True,
+    ),
 }
 
 
