@@ -262,7 +262,8 @@ class AxialAttention(nn.Module):
         (nothing of size ``L x L`` is formed) or running statistics in eval.
 
         Args:
-            statistics: training mode: :func:`~medt_monai.networks.layers.line_statistics`; eval: None.
+            statistics: training mode: :func:`~medt_monai.networks.layers.line_statistics`; eval mode and
+                ``logit_norm="scaled"``: None.
             lines: number of lines ``B``.
             length: ``L``.
 
@@ -270,9 +271,7 @@ class AxialAttention(nn.Module):
             ``scales`` ``(G, 3)`` (``s_qk, s_qr, s_kr``; the last two zero without positional encoding) and ``shift``
             ``(G,)``. Nothing couples the lines after this.
         """
-        if not self.batch_logits:
-            return self._scaled_logit_affine()
-        if statistics is None:
+        if statistics is None:  # eval mode, or logit_norm="scaled" (no statistics are gathered for it)
             return self._running_logit_affine()
         count = lines * length * length
         scale, shift = batch_norm_affine_from_moments(self.qk_norm, product_moments(*statistics[:2], count))
