@@ -333,15 +333,16 @@ def test_object_min_size_removes_small_components_from_written_and_scored_masks(
 
 @pytest.mark.realdata
 def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
-    """``models/model.pt`` (``medt_fullres`` trained on all 85 GlaS training images with the bundle's recipe, the last
-    of 200 epochs: ``scripts/reproduce.py --recipe bundle --datasets glas:128:200 --final medt_fullres``) loads into
-    the default inference and evaluate workflows, finds the glands, and scores what docs/results.md reports.
+    """``models/model.pt`` (``medt_fullres_zero_init`` trained on all 85 GlaS training images with the bundle's recipe,
+    the last of 100 epochs: ``scripts/reproduce.py --recipe bundle --datasets glas:128:100 --final
+    medt_fullres_zero_init``) loads into the default inference and evaluate workflows, finds the glands, and scores
+    what docs/results.md reports.
 
     Every GlaS image in ../shared/data is a training image of this model, so no score here is a score on unseen
     images. The score on unseen images is stated from the protocol runs of the same configuration (59 training
-    images of split 0, seeds 0-2, 200 epochs, scored once on the 13 held-out images, flip TTA, ``--object_min_size
-    3200``): pixel Dice 81.3, 80.5-82.4 (docs/recipes.md, "tenth round"). The numbers below, on those 13 images, pin
-    the weights and the evaluation pipeline (they are the model's fit on images it trained on)."""
+    images of split 0, seeds 0-2, 100 epochs, scored once on the 13 held-out images, flip TTA, ``--object_min_size
+    3200``): pixel Dice 84.7, 84.0-85.4 (docs/recipes.md, "thirteenth round"). The numbers below, on those 13 images,
+    pin the weights and the evaluation pipeline (they are the model's fit on images it trained on)."""
     from PIL import Image
 
     if not GLAS.is_dir():
@@ -379,14 +380,14 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
             ]
         )
     )
-    for name, documented in (("test_mean_dice", 0.9140), ("test_mean_iou", 0.8437)):
+    for name, documented in (("test_mean_dice", 0.9096), ("test_mean_iou", 0.8364)):
         with open(tmp_path / "eval" / f"{name}_raw.csv") as f:
             rows = f.read().splitlines()[1:]
         assert len(rows) == 13
         assert np.mean([float(r.split(",")[-1]) for r in rows]) == pytest.approx(documented, abs=5e-4), name
     metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
-    documented = {"test_object_f1": 0.7272, "test_object_dice": 0.7663, "test_object_hausdorff": 119.26,
-                  "test_aji": 0.5632, "test_pq": 0.5647}  # fmt: skip
+    documented = {"test_object_f1": 0.6684, "test_object_dice": 0.6632, "test_object_hausdorff": 192.74,
+                  "test_aji": 0.4463, "test_pq": 0.4216}  # fmt: skip
     for name, value in documented.items():
         assert float(metrics[name]) == pytest.approx(value, rel=2e-3), name
 
@@ -1098,7 +1099,7 @@ def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
     "overrides, kind, message",
     [
         ({"network_name": "foo"}, ValueError, "--network_name 'foo' is not a network; the names are: unet, resunet, unetpp"),
-        ({"img_size": 100}, ValueError, "--img_size 100 does not fit --network_name medt_fullres: .* multiples of 64; e.g. --img_size 64 or 128"),
+        ({"img_size": 100}, ValueError, "--img_size 100 does not fit --network_name medt_fullres_zero_init: .* multiples of 64; e.g. --img_size 64 or 128"),
         ({"network_name": "unet", "img_size": 72}, ValueError, "multiples of 16"),
         ({"ckpt_dir": "{file}/models"}, PermissionError, "--ckpt_dir .*/a_file/models: cannot create this folder"),
     ],
