@@ -1,4 +1,5 @@
-"""Flip test-time augmentation (``medt_monai.inferers.FlipInferer``), used by the bundle's ``--tta true``."""
+"""Flip test-time augmentation (``medt_monai.inferers.FlipInferer``), used by the bundle's ``--tta true`` (and with
+``--tta_rotations true`` the 90-degree rotations too)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def test_flip_average_equals_the_hand_computed_mean_of_the_four_flips():
     torch.testing.assert_close(out[:, 0], 2 * x[:, 0] + (6 - 1) / 2)
 
 
+def test_transpose_averages_the_eight_symmetries_of_the_square():
+    x = torch.randn(2, 3, 8, 6)  # not square: each transposed copy is 6x8 and is swapped back
+    flips = ((), (2,), (3,), (2, 3))
+    expected = sum(_position_net(x.flip(f)).flip(f) if f else _position_net(x) for f in flips)
+    xt = x.transpose(2, 3)
+    expected = expected + sum(
+        (_position_net(xt.flip(f)).flip(f) if f else _position_net(xt)).transpose(2, 3) for f in flips
+    )
+    out = FlipInferer(transpose=True)(x, _position_net)
+    assert out.shape == (2, 2, 8, 6)
+    torch.testing.assert_close(out, expected / 8)
+    # by hand for channel 0 (2x + a ramp along the last axis): the 4 plain copies average the ramp to (W - 1) / 2,
+    # the 4 transposed ones run it along the height, (H - 1) / 2
+    torch.testing.assert_close(out[:, 0], 2 * x[:, 0] + ((6 - 1) / 2 + (8 - 1) / 2) / 2)
+
+
 def test_flip_equivariant_network_gives_the_plain_output():
     conv = torch.nn.Conv2d(3, 2, kernel_size=1)
     x = torch.randn(1, 3, 16, 12)
@@ -49,6 +66,8 @@ def test_wraps_a_sliding_window_inferer():
     torch.testing.assert_close(out, manual)
 
 
-def test_rejects_zero_spatial_dims():
+def test_rejects_zero_spatial_dims_and_transpose_of_one_axis():
     with pytest.raises(ValueError, match="spatial_dims"):
         FlipInferer(spatial_dims=0)
+    with pytest.raises(ValueError, match="transpose needs at least 2 spatial axes"):
+        FlipInferer(spatial_dims=1, transpose=True)

@@ -1,4 +1,4 @@
-"""Flip test-time augmentation as a MONAI inferer."""
+"""Flip (and transpose) test-time augmentation as a MONAI inferer."""
 
 from __future__ import annotations
 
@@ -20,28 +20,41 @@ class FlipInferer(Inferer):
     logits are averaged, so the result has the shape of one plain forward pass, ``(B, out_channels, *spatial)``.
     Averaging logits (not probabilities) keeps the bundle's ``Activationsd(softmax=True)`` post-processing valid.
 
+    With ``transpose=True`` every flip also runs on the input with its last two spatial axes swapped, and the output
+    is swapped back: in 2-D the ``8`` symmetries of the square (the flips and the 90-degree rotations), the group
+    that the bundle's ``dihedral`` training augmentation (``RandFlipd`` + ``RandRotate90d``) draws from.
+
     Args:
         inferer: runs each flipped copy (default :class:`monai.inferers.SimpleInferer`; a
             :class:`monai.inferers.SlidingWindowInferer` gives flip-averaged sliding-window inference).
         spatial_dims: number of trailing spatial axes to flip.
+        transpose: also average over the copies with the last two spatial axes swapped (doubles the passes).
+
+    Raises:
+        ValueError: when ``spatial_dims < 1``, or ``transpose`` with ``spatial_dims < 2``.
     """
 
-    def __init__(self, inferer: Inferer | None = None, spatial_dims: int = 2) -> None:
+    def __init__(self, inferer: Inferer | None = None, spatial_dims: int = 2, transpose: bool = False) -> None:
         super().__init__()
         if spatial_dims < 1:
             raise ValueError(f"spatial_dims must be >= 1, got {spatial_dims}.")
+        if transpose and spatial_dims < 2:
+            raise ValueError(f"transpose needs at least 2 spatial axes, got spatial_dims={spatial_dims}.")
         self.inferer = inferer if inferer is not None else SimpleInferer()
         self.spatial_dims = spatial_dims
+        self.transpose = transpose
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         axes = range(inputs.ndim - self.spatial_dims, inputs.ndim)
+        views = [inputs, inputs.transpose(-2, -1)] if self.transpose else [inputs]
         total = None
         count = 0
-        for n in range(self.spatial_dims + 1):
-            for flip in itertools.combinations(axes, n):
-                flipped = torch.flip(inputs, flip) if flip else inputs
-                logits = self.inferer(flipped, network, *args, **kwargs)
-                logits = torch.flip(logits, flip) if flip else logits
-                total = logits if total is None else total + logits
-                count += 1
+        for view_index, view in enumerate(views):
+            for n in range(self.spatial_dims + 1):
+                for flip in itertools.combinations(axes, n):
+                    logits = self.inferer(torch.flip(view, flip) if flip else view, network, *args, **kwargs)
+                    logits = torch.flip(logits, flip) if flip else logits
+                    logits = logits.transpose(-2, -1) if view_index else logits  # (B, out, *spatial) of the input
+                    total = logits if total is None else total + logits
+                    count += 1
         return total / count
