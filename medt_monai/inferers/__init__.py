@@ -1,3 +1,3 @@
-from .flip import FlipInferer
+from .flip import FlipInferer, tta_inferer
 
-__all__ = ["FlipInferer"]
+__all__ = ["FlipInferer", "tta_inferer"]

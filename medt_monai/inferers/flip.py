@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer, SimpleInferer
+from monai.utils import str2bool
 
-__all__ = ["FlipInferer"]
+__all__ = ["FlipInferer", "tta_inferer"]
 
 
 class FlipInferer(Inferer):
@@ -46,15 +47,33 @@ class FlipInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         axes = range(inputs.ndim - self.spatial_dims, inputs.ndim)
-        views = [inputs, inputs.transpose(-2, -1)] if self.transpose else [inputs]
         total = None
         count = 0
-        for view_index, view in enumerate(views):
+        for swapped in (False, True) if self.transpose else (False,):
+            view = inputs.transpose(-2, -1) if swapped else inputs
             for n in range(self.spatial_dims + 1):
                 for flip in itertools.combinations(axes, n):
                     logits = self.inferer(torch.flip(view, flip) if flip else view, network, *args, **kwargs)
                     logits = torch.flip(logits, flip) if flip else logits
-                    logits = logits.transpose(-2, -1) if view_index else logits  # (B, out, *spatial) of the input
+                    logits = logits.transpose(-2, -1) if swapped else logits  # (B, out, *spatial) of the input
                     total = logits if total is None else total + logits
                     count += 1
         return total / count
+
+
+def tta_inferer(inferer: Inferer, flips: bool | str, rotations: bool | str = False) -> Inferer:
+    """The bundle's test-time augmentation switches (``--tta``, ``--tta_rotations``) applied to ``inferer``.
+
+    Args:
+        inferer: the plain inferer (the bundle's ``window_inferer``).
+        flips: average over the flips (:class:`FlipInferer`); a command-line string such as ``"false"`` is read
+            with :func:`monai.utils.str2bool`.
+        rotations: with ``flips``, also over the transposed copies (``FlipInferer(transpose=True)``, the 90-degree
+            rotations); ignored without ``flips``.
+
+    Returns:
+        ``FlipInferer(inferer, transpose=rotations)`` when ``flips`` is true, else ``inferer`` itself.
+    """
+    if not str2bool(flips):
+        return inferer
+    return FlipInferer(inferer, transpose=str2bool(rotations))
