@@ -358,10 +358,10 @@ def test_fill_holes_fills_the_enclosed_background_of_written_and_scored_masks(tm
     for files, key in (((TRAIN, EVALUATE), "validate#postprocessing"), ((INFERENCE,), "postprocessing")):
         parser = ConfigParser()
         parser.read_config(list(files))
-        names = [type(t).__name__ for t in parser.get_parsed_content(key).transforms]
+        names = [type(t).__name__ for t in parser.get_parsed_content(key).flatten().transforms]
         assert "FillHolesd" not in names, files
         parser["fill_holes"] = "true"
-        names = [type(t).__name__ for t in parser.get_parsed_content(key).transforms]
+        names = [type(t).__name__ for t in parser.get_parsed_content(key).flatten().transforms]
         assert names.index("AsDiscreted") < names.index("FillHolesd") < names.index("RemoveSmallComponentsd"), names
 
 

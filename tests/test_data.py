@@ -25,6 +25,7 @@ from medt_monai.transforms import (
     ScaleIntensityFullRanged,
     ToChannels,
     ToChannelsd,
+    mask_postprocessing,
 )
 
 # ---------------------------------------------------------------- helpers
@@ -141,6 +142,32 @@ def test_remove_small_components_clears_specks_and_keeps_the_classes_of_the_rest
         RemoveSmallComponents(5, connectivity=3)
     with pytest.raises(ValueError, match=r"/p/b\.png: expected a one-channel 2D label map"):
         RemoveSmallComponents(5)(_mt(torch.zeros(2, 8, 10), "/p/b.png"))  # one-hot
+
+
+def test_mask_postprocessing_gives_the_mask_at_the_image_size_with_holes_filled_and_specks_removed():
+    """The bundle's one chain from logits to the written/scored mask (evaluate.json, inference.json)."""
+    pre = Compose([Resized("image", spatial_size=(8, 8))])
+    fg = torch.zeros(8, 8)
+    fg[1:6, 1:6] = 1  # a 25-px square ...
+    fg[3, 3] = 0  # ... with a 1-px hole
+    fg[7, 7] = 1  # a 1-px speck
+
+    def run(image: torch.Tensor, foreground: torch.Tensor, **options) -> torch.Tensor:
+        d = pre({"image": _mt(image, "/p/a.png")})
+        d["pred"] = torch.stack([1 - foreground, foreground]) * 4.0 - 2.0  # logits of +-2
+        return mask_postprocessing(pre, **options)(d)["pred"]
+
+    same_size = torch.zeros(3, 8, 8)  # the resize is the identity: exact masks
+    assert torch.equal(run(same_size, fg), fg[None])  # the argmax, nothing removed by default
+    expected = fg.clone()
+    expected[3, 3], expected[7, 7] = 1, 0
+    assert torch.equal(run(same_size, fg, fill_holes="true", min_size=2), expected[None])  # a command line's "true"
+    only_filled, only_cleaned = run(same_size, fg, fill_holes=True), run(same_size, fg, min_size=25)
+    assert only_filled[0, 3, 3] == 1 and only_filled[0, 7, 7] == 1
+    assert only_cleaned.sum() == 0  # the square has 24 px without its hole
+    assert run(same_size, fg, fill_holes=True, min_size=25).sum() == 25  # filled first, then counted
+    # the probabilities go back through the resize: a 6 x 10 image gets a 6 x 10 mask
+    assert torch.equal(run(torch.zeros(3, 6, 10), torch.ones(8, 8)), torch.ones(1, 6, 10))
 
 
 def test_network_size_crops_give_several_aligned_crops_per_image_flattened_into_the_batch():

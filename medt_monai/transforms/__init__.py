@@ -22,6 +22,7 @@ from medt_monai.transforms.dictionary import (
     ToChannelsDict,
 )
 from medt_monai.transforms.network_size import network_size_crops, network_size_inferer, network_size_transform
+from medt_monai.transforms.postprocessing import mask_postprocessing
 
 __all__ = [
     "INTENSITY_SCALINGS",
@@ -47,4 +48,5 @@ __all__ = [
     "network_size_transform",
     "network_size_crops",
     "network_size_inferer",
+    "mask_postprocessing",
 ]

@@ -1,0 +1,48 @@
+"""From the network's logits to the label mask at the image's own size: the one post-processing chain of the
+bundle's ``evaluate.json`` and ``inference.json`` (so of MONAI Label too), with the ``--fill_holes`` and
+``--object_min_size`` options."""
+
+from __future__ import annotations
+
+from monai.config import KeysCollection
+from monai.transforms import Activationsd, AsDiscreted, Compose, FillHolesd, Invertd, InvertibleTransform
+from monai.utils import str2bool
+
+from medt_monai.transforms.dictionary import RemoveSmallComponentsd
+
+__all__ = ["mask_postprocessing"]
+
+
+def mask_postprocessing(
+    preprocessing: InvertibleTransform,
+    fill_holes: bool | str = False,
+    min_size: int = 0,
+    connectivity: int | None = None,
+    keys: KeysCollection = "pred",
+    orig_keys: KeysCollection = "image",
+) -> Compose:
+    """Softmax, back to the image's size, argmax, optionally holes filled, small components removed.
+
+    The softmax probabilities (not the logits, not the mask) are inverted through ``preprocessing`` with bilinear
+    interpolation, so the mask's outlines are drawn at the image's own resolution.
+
+    Args:
+        preprocessing: the chain that brought ``orig_keys`` to the network (its resize or zoom is undone).
+        fill_holes: fill background enclosed by a predicted object (MONAI's ``FillHolesd``, background joined through
+            edge neighbours only); GlaS glands are annotated solid, lumen included. A command-line string such as
+            ``"true"`` is read with :func:`monai.utils.str2bool`.
+        min_size: foreground components with fewer pixels become background (:class:`RemoveSmallComponentsd`,
+            after the holes are filled); 0 keeps every component.
+        connectivity: the components' connectivity, 1 (edge neighbours) or 2 / None (all 8 neighbours).
+        keys: the prediction keys, ``(C, H, W)`` logits in, ``(1, H0, W0)`` class indices out.
+        orig_keys: the keys ``preprocessing`` transformed, whose recorded operations are inverted.
+    """
+    transforms = [
+        Activationsd(keys, softmax=True),
+        Invertd(keys, transform=preprocessing, orig_keys=orig_keys, nearest_interp=False, to_tensor=True),
+        AsDiscreted(keys, argmax=True),
+    ]
+    if str2bool(fill_holes):
+        transforms.append(FillHolesd(keys, connectivity=1))
+    transforms.append(RemoveSmallComponentsd(keys, min_size=min_size, connectivity=connectivity))
+    return Compose(transforms)
