@@ -368,14 +368,14 @@ def test_fill_holes_fills_the_enclosed_background_of_written_and_scored_masks(tm
 @pytest.mark.realdata
 def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
     """``models/model.pt`` (``medt_fullres_zero_init`` trained on all 85 GlaS training images with the bundle's recipe,
-    the last of 200 epochs: ``scripts/reproduce.py --recipe bundle --datasets glas:128:200 --final
-    medt_fullres_zero_init``) loads into the default inference and evaluate workflows, finds the glands, and scores
-    what docs/results.md reports.
+    random affine augmentation included, the last of 200 epochs: ``scripts/reproduce.py --recipe bundle --datasets
+    glas:128:200 --final medt_fullres_zero_init``) loads into the default inference and evaluate workflows, finds the
+    glands, and scores what docs/results.md reports.
 
     Every GlaS image in ../shared/data is a training image of this model, so no score here is a score on unseen
     images. The score on unseen images is stated from the protocol runs of the same configuration (59 training
     images of split 0, seeds 0-2, 200 epochs, scored once on the 13 held-out images, flip TTA, ``--object_min_size
-    3200``): pixel Dice 83.9, 83.1-84.4, object F1 62.0 (docs/recipes.md, "sixteenth round"). The numbers below, on
+    3200``): pixel Dice 85.1, 84.1-86.2, object F1 64.5 (docs/recipes.md, "sixteenth round"). The numbers below, on
     those 13 images, pin the weights and the evaluation pipeline (they are the model's fit on images it trained on)."""
     from PIL import Image
 
@@ -414,14 +414,14 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
             ]
         )
     )
-    for name, documented in (("test_mean_dice", 0.9332), ("test_mean_iou", 0.8768)):
+    for name, documented in (("test_mean_dice", 0.9159), ("test_mean_iou", 0.8471)):
         with open(tmp_path / "eval" / f"{name}_raw.csv") as f:
             rows = f.read().splitlines()[1:]
         assert len(rows) == 13
         assert np.mean([float(r.split(",")[-1]) for r in rows]) == pytest.approx(documented, abs=5e-4), name
     metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
-    documented = {"test_object_f1": 0.7883, "test_object_dice": 0.8109, "test_object_hausdorff": 88.87,
-                  "test_aji": 0.6382, "test_pq": 0.6280}  # fmt: skip
+    documented = {"test_object_f1": 0.7088, "test_object_dice": 0.7811, "test_object_hausdorff": 117.70,
+                  "test_aji": 0.5845, "test_pq": 0.5364}  # fmt: skip
     for name, value in documented.items():
         assert float(metrics[name]) == pytest.approx(value, rel=2e-3), name
 
