@@ -9,10 +9,17 @@ validation chain (``validate#preprocessing`` of ``train.json``: eval mode, netwo
 and its pixel error, false-negative and false-positive rates are reported by distance to the nearest border of MedT's
 local patch grid. Errors that crowd at the borders point at the missing context across patches.
 
+``--ckpt ... --stain-scales``: how much the network depends on the stain's density. Every image's optical density
+(``-log x`` of its [0, 1] intensities) is multiplied by each factor before the network sees it (``x ** factor``: a
+factor below 1 makes the staining lighter, above 1 darker; white stays white), and the mean pixel Dice over the
+split's images is reported per factor, at network size as above.
+
 Examples::
 
     python scripts/diagnose.py --data-root data --dataset glas --split train --ceiling 128 256 512
     python scripts/diagnose.py --data-root data --dataset glas --split validation --ckpt bundle/models/model.pt
+    python scripts/diagnose.py --data-root data --dataset glas --split validation --ckpt bundle/models/model.pt \
+        --stain-scales 0.5 0.7 1 1.5 2
 """
 
 from __future__ import annotations
@@ -62,18 +69,51 @@ def border_distance(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
     return np.minimum(axes[0][:, None], axes[1][None, :])
 
 
-def error_profile(parser, items: list[dict], ckpt: str, grid: tuple[int, int]) -> list[dict]:
-    """Error, false-negative and false-positive rates (% of pixels) per :data:`BANDS` band of border distance."""
+def load_network(parser, ckpt: str) -> torch.nn.Module:
+    """The bundle's ``network_def`` with the weights of ``ckpt``, in eval mode."""
     network = parser.get_parsed_content("network_def").eval()
     network.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    preprocessing = parser.get_parsed_content("validate#preprocessing")
-    counts = np.zeros((len(BANDS), 4))  # pixels, errors, false negatives, false positives
-    distance = None
+    return network
+
+
+def predictions(network, preprocessing, items: list[dict], image_transform=None):
+    """Yield ``(prediction, truth)``, boolean ``(H, W)`` foreground masks at network size, for every item."""
     for item in items:
         data = preprocessing(dict(item))
+        image = data["image"][None].float()
+        if image_transform is not None:
+            image = image_transform(image)
         with torch.inference_mode():
-            pred = network(data["image"][None].float()).argmax(1)[0].numpy().astype(bool)
-        truth = data["label"][0].numpy() > 0
+            pred = network(image).argmax(1)[0].numpy().astype(bool)
+        yield pred, data["label"][0].numpy() > 0
+
+
+def scale_optical_density(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """``image`` (intensities in [0, 1]) with its optical density ``-log x`` multiplied by ``factor``: ``x ** factor``.
+
+    Intensities are clamped to at least 1e-3 first, so that black stays finite in optical density.
+    """
+    return image.clamp(min=1e-3) ** factor
+
+
+def stain_sensitivity(network, preprocessing, items: list[dict], factors: list[float]) -> dict[float, float]:
+    """Mean pixel Dice (%) over ``items`` with foreground, per optical-density factor (:func:`scale_optical_density`)."""
+    report = {}
+    for factor in factors:
+        scores = [
+            200 * (pred & truth).sum() / (pred.sum() + truth.sum())
+            for pred, truth in predictions(network, preprocessing, items, lambda x: scale_optical_density(x, factor))
+            if truth.any()
+        ]
+        report[factor] = float(np.mean(scores))
+    return report
+
+
+def error_profile(network, preprocessing, items: list[dict], grid: tuple[int, int]) -> list[dict]:
+    """Error, false-negative and false-positive rates (% of pixels) per :data:`BANDS` band of border distance."""
+    counts = np.zeros((len(BANDS), 4))  # pixels, errors, false negatives, false positives
+    distance = None
+    for pred, truth in predictions(network, preprocessing, items):
         if distance is None or distance.shape != truth.shape:
             distance = border_distance(truth.shape, grid)
         for b, (low, high) in enumerate(BANDS):
@@ -102,6 +142,14 @@ def main() -> None:
     parser.add_argument("--network-name", help="a medt_monai.networks.NETWORKS name (default: train.json's)")
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--patch-grid", type=int, nargs=2, default=(4, 4), help="the grid whose borders are measured")
+    parser.add_argument(
+        "--stain-scales",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="FACTOR",
+        help="with --ckpt: optical-density factors to score (1 = the images as they are)",
+    )
     args = parser.parse_args()
     overrides = {
         "dataset": args.dataset, "data_dir": str(Path(args.data_root) / args.dataset), "split_seed": args.seed,
@@ -121,8 +169,14 @@ def main() -> None:
         for size in args.ceiling:
             scores = resolution_ceiling([mask.T for mask in labels], size)  # LoadImage reads (W, H)
             report["ceiling_dice"][size] = {"mean": 100 * scores.mean(), "min": 100 * scores.min()}
+    if args.stain_scales and not args.ckpt:
+        parser.error("--stain-scales needs --ckpt")
     if args.ckpt:
-        report["error_by_border_distance"] = error_profile(config, items, args.ckpt, tuple(args.patch_grid))
+        network = load_network(config, args.ckpt)
+        preprocessing = config.get_parsed_content("validate#preprocessing")
+        report["error_by_border_distance"] = error_profile(network, preprocessing, items, tuple(args.patch_grid))
+        if args.stain_scales:
+            report["dice_by_stain_scale"] = stain_sensitivity(network, preprocessing, items, args.stain_scales)
     print(json.dumps(report, indent=2))
 
 

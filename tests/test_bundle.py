@@ -1293,7 +1293,8 @@ def test_bad_network_name_stops_the_command_before_data_are_cached(work, tmp_pat
     assert "Loading dataset" not in r.log and not (tmp_path / "models").exists()
 
 
-@pytest.mark.parametrize("augmentation", ["flip", "dihedral", "dihedral_color", "dihedral_color_affine", "dihedral_color_affine_stain"]
+@pytest.mark.parametrize(
+    "augmentation", ["flip", "dihedral", "dihedral_color", "dihedral_color_affine", "dihedral_color_affine_stain"]
 )
 def test_flip_prob_reaches_the_flip_of_every_augmentation_preset(augmentation):
     from monai.transforms import RandFlipd
