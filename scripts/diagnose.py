@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from error_analysis import dice  # scripts/, beside this file
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundle" / "configs" / "train.json"
@@ -76,16 +77,20 @@ def load_network(parser, ckpt: str) -> torch.nn.Module:
     return network
 
 
-def predictions(network, preprocessing, items: list[dict], image_transform=None):
-    """Yield ``(prediction, truth)``, boolean ``(H, W)`` foreground masks at network size, for every item."""
+def network_inputs(preprocessing, items: list[dict]) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """``(image, truth)`` of every item through ``preprocessing``: a ``(1, C, H, W)`` float batch and the boolean
+    ``(H, W)`` foreground mask, both at network size."""
+    samples = []
     for item in items:
         data = preprocessing(dict(item))
-        image = data["image"][None].float()
-        if image_transform is not None:
-            image = image_transform(image)
-        with torch.inference_mode():
-            pred = network(image).argmax(1)[0].numpy().astype(bool)
-        yield pred, data["label"][0].numpy() > 0
+        samples.append((data["image"][None].float(), data["label"][0].numpy() > 0))
+    return samples
+
+
+def predicted_mask(network, image: torch.Tensor) -> np.ndarray:
+    """Boolean ``(H, W)`` foreground of ``network`` on a ``(1, C, H, W)`` image (argmax over classes)."""
+    with torch.inference_mode():
+        return network(image).argmax(1)[0].numpy().astype(bool)
 
 
 def scale_optical_density(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -96,24 +101,23 @@ def scale_optical_density(image: torch.Tensor, factor: float) -> torch.Tensor:
     return image.clamp(min=1e-3) ** factor
 
 
-def stain_sensitivity(network, preprocessing, items: list[dict], factors: list[float]) -> dict[float, float]:
-    """Mean pixel Dice (%) over ``items`` with foreground, per optical-density factor (:func:`scale_optical_density`)."""
-    report = {}
-    for factor in factors:
-        scores = [
-            200 * (pred & truth).sum() / (pred.sum() + truth.sum())
-            for pred, truth in predictions(network, preprocessing, items, lambda x: scale_optical_density(x, factor))
-            if truth.any()
-        ]
-        report[factor] = float(np.mean(scores))
-    return report
+def stain_sensitivity(network, samples, factors: list[float]) -> dict[float, float]:
+    """Mean pixel Dice (%) over the :func:`network_inputs` ``samples`` with foreground, per optical-density factor
+    (:func:`scale_optical_density`)."""
+    samples = [(image, truth) for image, truth in samples if truth.any()]
+    return {
+        factor: 100 * float(np.mean([dice(predicted_mask(network, scale_optical_density(image, factor)), truth)
+                                     for image, truth in samples]))
+        for factor in factors
+    }  # fmt: skip
 
 
-def error_profile(network, preprocessing, items: list[dict], grid: tuple[int, int]) -> list[dict]:
+def error_profile(network, samples, grid: tuple[int, int]) -> list[dict]:
     """Error, false-negative and false-positive rates (% of pixels) per :data:`BANDS` band of border distance."""
     counts = np.zeros((len(BANDS), 4))  # pixels, errors, false negatives, false positives
     distance = None
-    for pred, truth in predictions(network, preprocessing, items):
+    for image, truth in samples:
+        pred = predicted_mask(network, image)
         if distance is None or distance.shape != truth.shape:
             distance = border_distance(truth.shape, grid)
         for b, (low, high) in enumerate(BANDS):
@@ -173,10 +177,10 @@ def main() -> None:
         parser.error("--stain-scales needs --ckpt")
     if args.ckpt:
         network = load_network(config, args.ckpt)
-        preprocessing = config.get_parsed_content("validate#preprocessing")
-        report["error_by_border_distance"] = error_profile(network, preprocessing, items, tuple(args.patch_grid))
+        samples = network_inputs(config.get_parsed_content("validate#preprocessing"), items)
+        report["error_by_border_distance"] = error_profile(network, samples, tuple(args.patch_grid))
         if args.stain_scales:
-            report["dice_by_stain_scale"] = stain_sensitivity(network, preprocessing, items, args.stain_scales)
+            report["dice_by_stain_scale"] = stain_sensitivity(network, samples, args.stain_scales)
     print(json.dumps(report, indent=2))
 
 

@@ -38,6 +38,7 @@ def test_stain_sensitivity_scores_the_split_with_each_density(tmp_path):
     Image.fromarray(label).save(tmp_path / "a_mask.png")
     items = [{"image": str(tmp_path / "a.png"), "label": str(tmp_path / "a_mask.png")}]
     preprocessing = diagnose.bundle({"img_size": 32}).get_parsed_content("validate#preprocessing")
-    report = diagnose.stain_sensitivity(DarkIsForeground(), preprocessing, items, [0.5, 1.0, 2.0])
+    samples = diagnose.network_inputs(preprocessing, items)
+    report = diagnose.stain_sensitivity(DarkIsForeground(), samples, [0.5, 1.0, 2.0])
     # 0.6 ** 0.5 = 0.77 and 0.6 stay above 0.5 (nothing found: Dice 0); 0.6 ** 2 = 0.36 is found exactly (Dice 100)
     assert report == pytest.approx({0.5: 0.0, 1.0: 0.0, 2.0: 100.0})
