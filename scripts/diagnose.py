@@ -55,9 +55,8 @@ def resolution_ceiling(labels: list[torch.Tensor], size: int) -> np.ndarray:
     for mask in labels:
         one_hot = F.one_hot(mask.long(), 2).permute(2, 0, 1)[None].float()
         small = F.interpolate(one_hot, size=(size, size), mode="bilinear", align_corners=False)
-        back = F.interpolate(small, size=mask.shape, mode="bilinear", align_corners=False).argmax(1)[0].bool()
-        truth = mask.bool()
-        scores.append(2 * (truth & back).sum().item() / (truth.sum().item() + back.sum().item()))
+        back = F.interpolate(small, size=mask.shape, mode="bilinear", align_corners=False).argmax(1)[0]
+        scores.append(dice(back.numpy().astype(bool), mask.numpy().astype(bool)))
     return np.asarray(scores)
 
 

@@ -42,3 +42,14 @@ def test_stain_sensitivity_scores_the_split_with_each_density(tmp_path):
     report = diagnose.stain_sensitivity(DarkIsForeground(), samples, [0.5, 1.0, 2.0])
     # 0.6 ** 0.5 = 0.77 and 0.6 stay above 0.5 (nothing found: Dice 0); 0.6 ** 2 = 0.36 is found exactly (Dice 100)
     assert report == pytest.approx({0.5: 0.0, 1.0: 0.0, 2.0: 100.0})
+
+
+def test_resolution_ceiling_by_hand():
+    # a 64x64 mask whose left half is foreground survives the trip to 32x32 exactly (Dice 1); a one-pixel column
+    # at 64x64 vanishes at 8x8 (Dice 0: 2 * 0 / (64 + 0))
+    half = torch.zeros(64, 64, dtype=torch.bool)
+    half[:, :32] = True
+    column = torch.zeros(64, 64, dtype=torch.bool)
+    column[:, 10] = True
+    assert diagnose.resolution_ceiling([half], 32) == pytest.approx([1.0])
+    assert diagnose.resolution_ceiling([column], 8) == pytest.approx([0.0])
