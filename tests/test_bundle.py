@@ -1441,13 +1441,15 @@ def test_ema_decay_ships_the_moving_average_as_model_pt(work, tmp_path):
     assert not all(torch.equal(shipped[k], latest["model"][k]) for k in shipped)
 
 
-def test_full_resolution_skip_and_bn_recalibration_train_and_evaluate_through_the_bundle(work, tmp_path):
-    """The two MedT remedies as a user runs them: ``--network_args#full_resolution_skip`` and ``--bn_recalibration``."""
-    options = ["--network_args#full_resolution_skip", "True"]
+def test_medt_remedies_train_and_evaluate_through_the_bundle(work, tmp_path):
+    """MedT remedies as a user runs them: ``--network_args#full_resolution_skip``, ``--network_args#branch_supervision``
+    (the network returns three logits in training, which the bundle's DeepSupervisionLoss weighs) and
+    ``--bn_recalibration``."""
+    options = ["--network_args#full_resolution_skip", "True", "--network_args#branch_supervision", "True"]
     log = _ok(_run(_train_args(work, tmp_path, "--max_epochs", "2", "--bn_recalibration", "True", *options)))
     assert _epochs_completed(log) == [1, 2] and "val_mean_dice" in log
     state = torch.load(tmp_path / "eval" / "checkpoint_latest.pt", map_location="cpu", weights_only=True)["model"]
-    assert any(key.startswith("full_resolution.") for key in state)
+    assert any(key.startswith("full_resolution.") for key in state) and "global_head.weight" in state
     # recalibrated before the last validation: the statistics count one pass over the 2 training batches, not the
     # 4 training steps of 2 epochs
     assert int(state["global_branch.stem.0.1.num_batches_tracked"]) == N_TRAIN // 4

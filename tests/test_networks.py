@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.losses import DeepSupervisionLoss, DiceCELoss
 
 from medt_monai.networks import NETWORKS, gate_values, get_network, set_gates_trainable
 from medt_monai.networks.blocks import AxialAttention, AxialBlock
@@ -88,6 +89,30 @@ def test_full_resolution_skip_adds_two_convolutions_at_the_input_resolution_and_
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.full_resolution.parameters())
     network = _trained_like(network)
     with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
+
+
+def test_branch_supervision_returns_each_branch_logits_in_training_only_and_deep_supervision_loss_weighs_them():
+    torch.manual_seed(0)
+    network = MedT(img_size=64, full_resolution_skip=True, branch_supervision=True)
+    plain = MedT(img_size=64, full_resolution_skip=True)
+    extra = {k for k in network.state_dict() if k not in plain.state_dict()}
+    assert extra == {f"{b}_head.{p}" for b in ("global", "local") for p in ("weight", "bias")}
+    plain.load_state_dict({k: v for k, v in network.state_dict().items() if k not in extra})
+    image, label = torch.rand(2, 3, 64, 64), torch.randint(0, 2, (2, 1, 64, 64))
+    logits, global_logits, local_logits = network(image)
+    torch.testing.assert_close(logits, plain(image))  # the heads only add outputs
+    torch.testing.assert_close(global_logits, network.global_head(network.global_branch(image)))
+    torch.testing.assert_close(local_logits, network.local_head(network._local_features(image)))
+    # the bundle's loss: DeepSupervisionLoss(weight_mode="two") = CE(logits) + 0.5 CE(global) + 0.5 CE(local)
+    loss = DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=0.0), weight_mode="two")
+    ce = [torch.nn.functional.cross_entropy(o, label[:, 0]) for o in (logits, global_logits, local_logits)]
+    torch.testing.assert_close(loss([logits, global_logits, local_logits], label), ce[0] + 0.5 * (ce[1] + ce[2]))
+    loss([logits, global_logits, local_logits], label).backward()
+    assert network.global_head.weight.grad.abs().sum() > 0 and network.local_head.weight.grad.abs().sum() > 0
+    network = _trained_like(network)  # eval mode: one tensor, as inference, evaluation and MONAI Label expect
+    with torch.no_grad():
+        torch.testing.assert_close(network(image), _trained_like(plain)(image))
         torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
 
 
@@ -239,6 +264,7 @@ def test_deprecated_kind_argument_warns_and_builds_the_same_layer():
         ({"img_size": (128,)}, "img_size must be"),
         ({"patch_grid": (4, 0)}, "patch_grid must be"),
         ({"branches": ["middle"]}, "branches must be"),
+        ({"branches": ["global"], "branch_supervision": True}, "branch_supervision needs both branches"),
         ({"global_attention": "gaussian"}, "attention must be one of"),
         ({"gate_placement": "inside"}, "gate_placement must be one of"),
     ],

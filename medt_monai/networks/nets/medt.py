@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import lcm
+from typing import List, Union
 
 import torch
 import torch.nn as nn
@@ -70,11 +71,16 @@ class MedT(nn.Module):
             Goyal et al., 2017), so training begins from the stems, shortcuts and decoders and grows the attention
             branches in. Only the initialisation changes (same parameters and state-dict keys). Not in the paper;
             defaults to False (the published network's initialisation).
+        branch_supervision: give each branch its own 1x1 head and, in training mode, return ``[logits,
+            global_logits, local_logits]`` so that a loss can supervise each branch alone as well as their sum (deep
+            supervision of the two branches, for :class:`monai.losses.DeepSupervisionLoss`, which the bundle wraps
+            around every loss). In eval mode the network returns the logits tensor only, so inference, evaluation and
+            MONAI Label are unchanged. Needs both branches. Not in the paper; defaults to False.
 
     Raises:
         ValueError: for ``spatial_dims != 2``, an unknown branch, a ``patch_grid`` that is not two positive ints,
-            widths not divisible by ``4 * num_heads``, or (in ``forward``) an input whose height/width is not a
-            multiple of :attr:`size_divisor` or exceeds ``img_size``.
+            widths not divisible by ``4 * num_heads``, ``branch_supervision`` with one branch, or (in ``forward``) an
+            input whose height/width is not a multiple of :attr:`size_divisor` or exceeds ``img_size``.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class MedT(nn.Module):
         full_resolution_skip: bool = False,
         logit_norm: str = "batch",
         zero_init_residual: bool = False,
+        branch_supervision: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
@@ -104,6 +111,8 @@ class MedT(nn.Module):
         unknown = set(branches) - set(BRANCHES)
         if unknown or not branches:
             raise ValueError(f"branches must be a non-empty subset of {BRANCHES}, got {tuple(branches)}.")
+        if branch_supervision and set(branches) != set(BRANCHES):
+            raise ValueError(f"branch_supervision needs both branches {BRANCHES}, got {tuple(branches)}.")
         grid = tuple(int(g) for g in patch_grid)
         if len(grid) != 2 or min(grid) < 1:
             raise ValueError(f"patch_grid must be two positive ints (rows, columns), got {patch_grid!r}.")
@@ -158,6 +167,10 @@ class MedT(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(features, out_channels, kernel_size=1),
         )
+        self.global_head = self.local_head = None
+        if branch_supervision:
+            self.global_head = nn.Conv2d(features, out_channels, kernel_size=1)
+            self.local_head = nn.Conv2d(features, out_channels, kernel_size=1)
 
         if zero_init_residual:
             for block in self.modules():
@@ -176,18 +189,29 @@ class MedT(nn.Module):
         # (N * rows * cols, F, ph, pw) -> (N, F, rows, ph, cols, pw) -> (N, F, H, W)
         return features.reshape(n, rows, cols, f, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, f, h, w)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, in_channels, H, W)`` -> logits ``(N, out_channels, H, W)``."""
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """``(N, in_channels, H, W)`` -> logits ``(N, out_channels, H, W)``.
+
+        With ``branch_supervision`` in training mode: ``[logits, global_logits, local_logits]``, each of that shape.
+        """
         check_input_size(x, self.img_size, self.size_divisor)
+        branch_logits: List[torch.Tensor] = []
         if self.global_branch is not None and self.local_branch is not None:
-            features = self.global_branch(x) + self._local_features(x)
+            global_features = self.global_branch(x)
+            local_features = self._local_features(x)
+            features = global_features + local_features
+            if self.training and self.global_head is not None and self.local_head is not None:
+                branch_logits = [self.global_head(global_features), self.local_head(local_features)]
         elif self.global_branch is not None:
             features = self.global_branch(x)
         else:
             features = self._local_features(x)
         if self.full_resolution is not None:
             features = features + self.full_resolution(x)
-        return self.head(features)
+        logits = self.head(features)
+        if len(branch_logits) > 0:
+            return [logits] + branch_logits
+        return logits
 
 
 class LoGo(MedT):
