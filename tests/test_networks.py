@@ -382,6 +382,8 @@ def test_registry_builds_each_name_with_its_fixed_arguments_and_names_the_choice
     assert all(
         block.expand[1].weight.abs().sum() == 0 for block in zero_init.modules() if isinstance(block, AxialBlock)
     )
+    supervised = get_network("medt_fullres_zero_init_branch_supervision", img_size=64)
+    assert supervised.full_resolution is not None and supervised.global_head is not None
     assert get_network("medt", img_size=64).full_resolution is None
     effective = get_network("gated_axial_unet_effective", img_size=64)
     assert {m.gates_after_norm for m in effective.modules() if isinstance(m, AxialAttention) and m.gated} == {True}

@@ -81,6 +81,12 @@ NETWORKS: dict[str, NetworkSpec] = {
         {"full_resolution_skip": True, "zero_init_residual": True},
         takes_img_size=True,
     ),
+    "medt_fullres_zero_init_branch_supervision": NetworkSpec(
+        _NETS + "MedT",
+        "medt_fullres_zero_init + a loss on each branch's own head in training (not in the paper)",
+        {"full_resolution_skip": True, "zero_init_residual": True, "branch_supervision": True},
+        takes_img_size=True,
+    ),
 }
 
 
