@@ -1305,14 +1305,16 @@ def test_flip_prob_reaches_the_flip_of_every_augmentation_preset(augmentation):
 
 
 def test_swappable_parts_are_named_alternatives_and_an_unknown_name_lists_the_choices():
-    from monai.losses import DiceCELoss, DiceLoss
+    from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
 
-    assert _parser((TRAIN,)).get_parsed_content("loss").lambda_dice == 0.0  # default: cross-entropy only
-    assert _parser((TRAIN,), loss_name="dicece").get_parsed_content("loss").lambda_dice == 1.0
+    # every loss is wrapped in DeepSupervisionLoss (a tensor passes through; MedT's branch logits are weighed)
+    loss = _parser((TRAIN,)).get_parsed_content("loss")
+    assert isinstance(loss, DeepSupervisionLoss) and loss.loss.lambda_dice == 0.0  # default: cross-entropy only
+    assert _parser((TRAIN,), loss_name="dicece").get_parsed_content("loss").loss.lambda_dice == 1.0
     # a new alternative is one entry, as the bundle's docs show
     parser = _parser((TRAIN,), loss_name="dice", **{"losses#dice": {"_target_": "DiceLoss", "to_onehot_y": True}})
-    assert isinstance(parser.get_parsed_content("loss"), DiceLoss)
-    assert not isinstance(parser.get_parsed_content("loss"), DiceCELoss)
+    assert isinstance(parser.get_parsed_content("loss").loss, DiceLoss)
+    assert not isinstance(parser.get_parsed_content("loss").loss, DiceCELoss)
     for key, value, choices in [
         ("loss_name", "focal", ("ce", "dicece")),
         ("optimizer_name", "sgd", ("adam", "adamw")),
