@@ -1110,6 +1110,7 @@ def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
     from ignite.engine import Engine
 
     from medt_monai.handlers import ResumeCheckpointLoader
+    from medt_monai.networks import get_network
 
     (tmp_path / "empty.pt").write_bytes(b"")
     error = _config_error(_parser(INFERENCE, ckpt_path=str(tmp_path / "empty.pt")), "workflow_checks")
@@ -1121,6 +1122,15 @@ def test_bad_checkpoints_are_named_with_the_way_out(tmp_path):
         "handlers#0"
     )
     with pytest.raises(RuntimeError, match=rf"(?s)cannot load {re.escape(str(truncated))}.*--ckpt_path must be"):
+        loader(Engine(lambda e, b: None))
+
+    # weights of a branch-supervised MedT given to the default network: the extra heads are named, and the way out
+    supervised = tmp_path / "supervised.pt"
+    torch.save(get_network("medt_fullres_zero_init_branch_supervision").state_dict(), supervised)
+    loader = _parser(INFERENCE, ckpt_path=str(supervised), device="$torch.device('cpu')").get_parsed_content(
+        "handlers#0"
+    )
+    with pytest.raises(RuntimeError, match=r"(?s)global_head\.weight.*same --network_name, --network_args"):
         loader(Engine(lambda e, b: None))
 
     # checkpoint_latest.pt of another network, found on resume

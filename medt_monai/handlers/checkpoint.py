@@ -287,5 +287,5 @@ class CheckpointLoader(_MonaiCheckpointLoader):
             raise RuntimeError(
                 f"CheckpointLoader: cannot load {self.load_path} into {sorted(self.load_dict)} "
                 f"({type(e).__name__}: {e}). --ckpt_path must be a complete model.pt written by this bundle's training "
-                "with the same --network_name, --img_size, --in_channels and --num_classes."
+                "with the same --network_name, --network_args, --img_size, --in_channels and --num_classes."
             ) from e
