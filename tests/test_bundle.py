@@ -1320,6 +1320,7 @@ def test_swappable_parts_are_named_alternatives_and_an_unknown_name_lists_the_ch
     # every loss is wrapped in DeepSupervisionLoss (a tensor passes through; MedT's branch logits are weighed)
     loss = _parser((TRAIN,)).get_parsed_content("loss")
     assert isinstance(loss, DeepSupervisionLoss) and loss.loss.lambda_dice == 0.0  # default: cross-entropy only
+    assert loss.get_weights(3) == [1.0, 0.5, 0.5]  # MedT(branch_supervision=True): network, global, local logits
     assert _parser((TRAIN,), loss_name="dicece").get_parsed_content("loss").loss.lambda_dice == 1.0
     # a new alternative is one entry, as the bundle's docs show
     parser = _parser((TRAIN,), loss_name="dice", **{"losses#dice": {"_target_": "DiceLoss", "to_onehot_y": True}})
