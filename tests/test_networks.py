@@ -104,8 +104,8 @@ def test_branch_supervision_returns_each_branch_logits_in_training_only_and_deep
     torch.testing.assert_close(logits, plain(image))  # the heads only add outputs
     torch.testing.assert_close(global_logits, network.global_head(network.global_branch(image)))
     torch.testing.assert_close(local_logits, network.local_head(network._local_features(image)))
-    # DeepSupervisionLoss(weight_mode="two") (the bundle's weights, tested in test_bundle.py) = CE(logits) + 0.5 CE(global)
-    # + 0.5 CE(local)
+    # DeepSupervisionLoss(weight_mode="two") (the bundle's weights, tested in test_bundle.py):
+    # CE(logits) + 0.5 CE(global) + 0.5 CE(local)
     loss = DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=0.0), weight_mode="two")
     ce = [torch.nn.functional.cross_entropy(o, label[:, 0]) for o in (logits, global_logits, local_logits)]
     torch.testing.assert_close(loss([logits, global_logits, local_logits], label), ce[0] + 0.5 * (ce[1] + ce[2]))
