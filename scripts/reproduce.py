@@ -27,10 +27,11 @@ Example (what produced ``docs/results.md``)::
     # the bundle's recipe (docs/recipes.md)
     python scripts/reproduce.py --data-root ../shared/data --recipe bundle --datasets glas:128:100 monuseg:256:30 \
         --models medt resunet --out runs/reproduce_ours --jobs 1 --threads 1
-    # the shipped bundle/models/model.pt: medt_fullres_zero_init on all 85 GlaS training images, the bundle's recipe,
-    # the last of 200 epochs (no held-out score left: its expected score is the protocol runs', docs/recipes.md)
+    # the shipped bundle/models/model.pt: medt_fullres_zero_init_branch_supervision on all 85 GlaS training images,
+    # the bundle's recipe, the last of 200 epochs (no held-out score left: its expected score is the protocol runs',
+    # docs/recipes.md)
     python scripts/reproduce.py --data-root ../shared/data --recipe bundle --datasets glas:128:200 \
-        --final medt_fullres_zero_init --threads 2 --out runs/ship
+        --final medt_fullres_zero_init_branch_supervision --threads 2 --out runs/ship
 """
 
 from __future__ import annotations

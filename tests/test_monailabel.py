@@ -225,7 +225,8 @@ def workspace(tmp_path_factory, ml_python):
         logits = net(torch.as_tensor(x)[None].float())[0]
     n_out = logits.shape[0]
     state = net.state_dict()
-    head_bias = [k for k, v in state.items() if k.endswith(".bias") and tuple(v.shape) == (n_out,)][-1]
+    out_biases = [k for k, v in state.items() if k.endswith(".bias") and tuple(v.shape) == (n_out,)]
+    head_bias = [k for k in out_biases if not k.startswith(("global_head.", "local_head."))][-1]  # not training-only
     fg = 0 if n_out == 1 else 1
     margin = logits[0] if n_out == 1 else logits[1] - torch.cat([logits[:1], logits[2:]]).amax(0)
     margin = margin.flatten().sort().values
