@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 
-from medt_monai.networks import NETWORKS, gate_values, get_network, set_gates_trainable
-from medt_monai.networks.blocks import AxialAttention, AxialBlock
+from medt_monai.networks import NETWORKS, REMOVED_NAMES, gate_values, get_network, set_gates_trainable
+from medt_monai.networks.blocks import AxialAttention, AxialBlock, axial_attention_layer
 from medt_monai.networks.convert import convert_authors_state_dict, load_authors_checkpoint
 from medt_monai.networks.nets import AxialUNet, GatedAxialUNet, LoGo, MedT
 
@@ -117,24 +116,6 @@ def test_branch_supervision_returns_each_branch_logits_in_training_only_and_deep
         torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
 
 
-def test_scaled_logits_drop_the_logit_batchnorms_train_and_script():
-    torch.manual_seed(0)
-    network = MedT(img_size=64, logit_norm="scaled")
-    removed = sum(p.numel() for p in MedT(img_size=64).parameters()) - sum(p.numel() for p in network.parameters())
-    layers = [m for m in network.modules() if isinstance(m, AxialAttention)]
-    positional = sum(layer.positional for layer in layers)  # the global branch's gated layers: qr_norm and kr_norm too
-    assert removed == 2 * 8 * (len(layers) + 2 * positional)  # weight and bias of one BatchNorm2d(8 heads) per term
-    assert not any(name.endswith(("qk_norm.weight", "qr_norm.weight")) for name, _ in network.named_parameters())
-    image = torch.rand(2, 3, 64, 64)
-    torch.nn.functional.cross_entropy(network(image), torch.randint(0, 2, (2, 64, 64))).backward()
-    assert all(p.grad is not None for p in network.parameters())
-    network = _trained_like(network)
-    with torch.no_grad():
-        torch.testing.assert_close(torch.jit.script(network)(image), network(image), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="logit_norm must be one of"):
-        MedT(img_size=64, logit_norm="layer")
-
-
 def test_zero_init_residual_starts_every_attention_block_as_its_shortcut_and_then_trains_them():
     torch.manual_seed(0)
     network = MedT(img_size=64, zero_init_residual=True)
@@ -217,44 +198,21 @@ def test_gates_before_norm_are_cancelled_by_batchnorm_gates_after_norm_are_not()
     assert _relative_change_from_gate("after_norm") > 0.2
 
 
-def _seeded(build, *args, **kwargs):
-    """``build(*args, **kwargs)`` from the same random state every time, and the warnings it issued."""
-    torch.manual_seed(0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        built = build(*args, **kwargs)
-    return built, [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+def test_attention_options_are_checked_once_where_they_enter_and_reach_every_layer(monkeypatch):
+    import medt_monai.networks.blocks.axial_attention as attention_module
 
-
-def _same_network(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor) -> None:
-    state_a, state_b = a.state_dict(), b.state_dict()
-    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-    with torch.no_grad():
-        assert torch.equal(a.eval()(x), b.eval()(x))
-
-
-@pytest.mark.parametrize("old, new", [("authors", "before_norm"), ("effective", "after_norm")])
-def test_deprecated_gate_placement_spellings_warn_once_and_build_the_same_network(old, new):
-    network, warned = _seeded(MedT, img_size=64, gate_placement=old)
-    reference, silent = _seeded(MedT, img_size=64, gate_placement=new)
-    assert not silent
-    (warning,) = warned  # one warning per network, naming the new value, not one per attention layer
-    assert warning.category is FutureWarning and f"gate_placement={new!r}" in str(warning.message)
-    gated = [m.gates_after_norm for m in network.modules() if isinstance(m, AxialAttention) and m.gated]
-    assert gated and set(gated) == {new == "after_norm"}
-    _same_network(network, reference, torch.rand(1, 3, 64, 64))
-    layer, warned = _seeded(AxialAttention, 16, 12, 1, attention="gated", gate_placement=old)
-    assert len(warned) == 1 and layer.gates_after_norm == (new == "after_norm")
-
-
-def test_deprecated_kind_argument_warns_and_builds_the_same_layer():
-    layer, warned = _seeded(AxialAttention, 16, 12, 1, num_heads=2, kind="gated", gate_placement="after_norm")
-    reference, silent = _seeded(AxialAttention, 16, 12, 1, num_heads=2, attention="gated", gate_placement="after_norm")
-    assert not silent
-    (warning,) = warned
-    assert warning.category is FutureWarning and "use attention=" in str(warning.message)
-    assert layer.gated and len(layer.gates()) == 4
-    _same_network(_trained_like(layer), _trained_like(reference), torch.randn(2, 16, 5, 12))
+    calls = []
+    check = attention_module._check_options
+    monkeypatch.setattr(attention_module, "_check_options", lambda *a: calls.append(a) or check(*a))
+    network = MedT(img_size=64, gate_placement="after_norm", num_heads=4)
+    layers = [m for m in network.modules() if isinstance(m, AxialAttention)]
+    # once per branch where the options enter MedT, once per layer that the factories build; no level in between
+    assert len(calls) == 2 + len(layers)
+    assert {(m.num_heads, m.gates_after_norm) for m in layers} == {(4, True)}
+    assert {m.gated for m in network.global_branch.modules() if isinstance(m, AxialAttention)} == {True}
+    assert {m.positional for m in network.local_branch.modules() if isinstance(m, AxialAttention)} == {False}
+    block = AxialBlock(32, 32, (8, 8), attention_layer=axial_attention_layer("gated", num_heads=2))
+    assert block.height_attention.gated and block.width_attention.num_heads == 2 and block.width_attention.axis == 1
 
 
 @pytest.mark.parametrize(
@@ -375,23 +333,39 @@ def test_unet_plus_plus_returns_a_tensor_and_refuses_deep_supervision():
         UNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=2, deep_supervision=True)
 
 
-def test_registry_builds_each_name_with_its_fixed_arguments_and_names_the_choices_for_an_unknown_one():
-    assert get_network("medt_global", img_size=64).local_branch is None
-    assert get_network("medt_fullres", img_size=64).full_resolution is not None
-    zero_init = get_network("medt_fullres_zero_init", img_size=64)
-    assert zero_init.full_resolution is not None
-    assert all(
-        block.expand[1].weight.abs().sum() == 0 for block in zero_init.modules() if isinstance(block, AxialBlock)
-    )
-    supervised = get_network("medt_fullres_zero_init_branch_supervision", img_size=64)
-    assert supervised.full_resolution is not None and supervised.global_head is not None
+def test_registry_names_networks_and_variants_are_constructor_arguments():
+    assert list(NETWORKS) == [
+        "unet", "resunet", "unetpp", "swin_unetr", "axial_unet", "gated_axial_unet", "logo", "medt"
+    ]  # fmt: skip
+    assert get_network("medt", img_size=64, branches=("global",)).local_branch is None
+    shipped = get_network(
+        "medt", img_size=64, full_resolution_skip=True, zero_init_residual=True, branch_supervision=True
+    )  # the bundle's network_args
+    assert shipped.full_resolution is not None and shipped.global_head is not None
+    assert all(block.expand[1].weight.abs().sum() == 0 for block in shipped.modules() if isinstance(block, AxialBlock))
     assert get_network("medt", img_size=64).full_resolution is None
-    effective = get_network("gated_axial_unet_effective", img_size=64)
+    effective = get_network("gated_axial_unet", img_size=64, gate_placement="after_norm")
     assert {m.gates_after_norm for m in effective.modules() if isinstance(m, AxialAttention) and m.gated} == {True}
-    # extra arguments reach the constructor and win over the name's fixed ones
     assert len(get_network("medt", img_size=64, global_num_blocks=(1, 2, 4, 1)).global_branch.stages) == 4
-    assert get_network("medt_global", img_size=64, branches=("local",)).global_branch is None
+    assert get_network("logo", img_size=64, branches=("local",)).global_branch is None  # LoGo passes them to MedT
     resunet = get_network("resunet", in_channels=1, out_channels=3)
     assert sum(p.numel() for p in resunet.parameters()) == 6_500_814
-    with pytest.raises(ValueError, match=r"unknown network name 'foo'; the networks are: unet, resunet, .*, medt,"):
+    with pytest.raises(ValueError, match=r"unknown network name 'foo'; the networks are: unet, resunet, .*, medt\."):
         get_network("foo")
+
+
+@pytest.mark.parametrize("name, network, arguments", [(n, *a) for n, a in REMOVED_NAMES.items()])
+def test_a_name_of_an_earlier_bundle_is_refused_with_the_network_and_arguments_it_was(name, network, arguments):
+    with pytest.raises(ValueError, match=f"--network_name {network} --network_args") as error:
+        get_network(name)
+    assert str(arguments) in str(error.value) and "removed in bundle 0.14.0" in str(error.value)
+    get_network(network, img_size=64, **arguments)  # the replacement builds
+
+
+def test_an_argument_the_network_does_not_take_is_named_with_its_arguments():
+    with pytest.raises(
+        TypeError, match=r"'resunet' .* does not take full_resolution_skip; its arguments are: .*strides"
+    ):
+        get_network("resunet", full_resolution_skip=True)
+    with pytest.raises(TypeError, match=r"'logo' .* does not take logit_norm; its arguments are: .*branch_supervision"):
+        get_network("logo", logit_norm="scaled")

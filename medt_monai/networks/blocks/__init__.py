@@ -3,8 +3,9 @@ from __future__ import annotations
 from medt_monai.networks.blocks.axial_attention import (
     ATTENTION_KINDS,
     GATE_PLACEMENTS,
+    AttentionLayer,
     AxialAttention,
-    check_gate_placement,
+    axial_attention_layer,
 )
 from medt_monai.networks.blocks.axial_block import AxialBlock, AxialStage
 from medt_monai.networks.blocks.conv_norm import ConvNorm

@@ -9,7 +9,8 @@ MICCAI 2021 (https://arxiv.org/abs/2102.10662); axial attention after Wang et al
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -28,7 +29,7 @@ from medt_monai.networks.layers.axial_attention import (
 )
 from medt_monai.networks.layers.batch_norm import batch_norm_affine, batch_norm_affine_from_moments, gated_batch_norm
 
-__all__ = ["AxialAttention", "ATTENTION_KINDS", "GATE_PLACEMENTS", "LOGIT_NORMS", "check_gate_placement"]
+__all__ = ["AxialAttention", "ATTENTION_KINDS", "GATE_PLACEMENTS", "AttentionLayer", "axial_attention_layer"]
 
 #: ``"axial"``: relative position encodings for q, k, v (Eq. 2); ``"gated"``: the same with the four gates of Eq. 3;
 #: ``"nopos"``: no positional encoding (MedT's local branch).
@@ -37,33 +38,36 @@ ATTENTION_KINDS = ("axial", "gated", "nopos")
 #: to its epsilon); ``"after_norm"``: gates multiply the normalised terms, so they really scale the positional terms
 #: as Eq. 3 intends.
 GATE_PLACEMENTS = ("before_norm", "after_norm")
-#: ``"batch"``: each logit term is batch-normalised per head (the authors' code, after Axial-DeepLab); ``"scaled"``: the
-#: terms are summed (gated by ``G_Q, G_K``) and divided by ``sqrt(d / 2)``, as in a standard transformer, so the logits
-#: use no batch statistics and eval mode computes exactly what training did.
-LOGIT_NORMS = ("batch", "scaled")
-# the spellings of the first release, accepted with a FutureWarning until the next one
-_RENAMED_GATE_PLACEMENTS = {"authors": "before_norm", "effective": "after_norm"}
+
+#: builds one attention layer from ``(channels, axis_length, axis)``; see :func:`axial_attention_layer`.
+AttentionLayer = Callable[[int, int, int], nn.Module]
 
 
-def check_gate_placement(gate_placement: str) -> str:
-    """``gate_placement`` as one of :data:`GATE_PLACEMENTS`; the deprecated ``"authors"`` / ``"effective"`` are mapped
-    to ``"before_norm"`` / ``"after_norm"`` with a ``FutureWarning``.
-
-    Raises:
-        ValueError: when ``gate_placement`` is neither one of :data:`GATE_PLACEMENTS` nor a deprecated spelling.
-    """
-    if gate_placement in _RENAMED_GATE_PLACEMENTS:
-        new = _RENAMED_GATE_PLACEMENTS[gate_placement]
-        warnings.warn(
-            f"gate_placement={gate_placement!r} is deprecated and will be removed in the next release; use "
-            f"gate_placement={new!r} (the same network).",
-            FutureWarning,
-            stacklevel=3,
-        )
-        return new
+def _check_options(attention: str, num_heads: int, gate_placement: str) -> None:
+    if attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}.")
     if gate_placement not in GATE_PLACEMENTS:
         raise ValueError(f"gate_placement must be one of {GATE_PLACEMENTS}, got {gate_placement!r}.")
-    return gate_placement
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
+
+
+def axial_attention_layer(
+    attention: str = "axial", num_heads: int = 8, gate_placement: str = "before_norm"
+) -> AttentionLayer:
+    """The attention options of a network, checked once: a factory ``(channels, axis_length, axis) ->``
+    :class:`AxialAttention` that the blocks call for each of their layers (as MONAI's ``Act`` / ``Norm`` factories).
+
+    Args:
+        attention: one of :data:`ATTENTION_KINDS`.
+        num_heads: attention heads.
+        gate_placement: one of :data:`GATE_PLACEMENTS` (only used by ``"gated"``).
+
+    Raises:
+        ValueError: for an unknown ``attention`` or ``gate_placement``, or ``num_heads < 1``.
+    """
+    _check_options(attention, num_heads, gate_placement)
+    return partial(AxialAttention, num_heads=num_heads, attention=attention, gate_placement=gate_placement)
 
 
 class AxialAttention(nn.Module):
@@ -78,9 +82,9 @@ class AxialAttention(nn.Module):
     - ``"nopos"``: ``y_i = sum_j softmax_j(q_i.k_j) v_j``
 
     As in the authors' code, each of the terms is batch-normalised separately (the logits per head, the outputs per
-    channel) and there is no ``1/sqrt(d)`` scaling; the relative table is shared by all heads. With
-    ``logit_norm="scaled"`` the logit terms are instead summed and divided by ``sqrt(d/2)`` (the outputs keep their
-    BatchNorms).
+    channel) and there is no ``1/sqrt(d)`` scaling; the relative table is shared by all heads. :meth:`reference_forward`
+    writes these equations out directly; :meth:`forward` computes the same with the BatchNorms folded into per-head
+    factors (the fused CPU kernel, or the PyTorch operators of :mod:`medt_monai.networks.layers.axial_attention`).
 
     Args:
         channels: input and output channels ``C``; must be a multiple of ``2 * num_heads``.
@@ -91,23 +95,19 @@ class AxialAttention(nn.Module):
         num_heads: number of attention heads. Defaults to 8.
         attention: attention kind, one of :data:`ATTENTION_KINDS`. Defaults to ``"axial"``.
         gate_placement: one of :data:`GATE_PLACEMENTS`; only used when ``attention="gated"``. Defaults to
-            ``"before_norm"``. The deprecated ``"authors"`` / ``"effective"`` still work, with a ``FutureWarning``.
-            With ``logit_norm="scaled"`` it only places ``G_V1, G_V2`` (the logits have no BatchNorm).
-        logit_norm: one of :data:`LOGIT_NORMS`. Defaults to ``"batch"`` (the published network). ``"scaled"`` has no
-            logit BatchNorms (nor their parameters), so its eval-mode logits cannot lag behind the weights.
-        kind: deprecated name of ``attention``, accepted with a ``FutureWarning`` until the next release.
+            ``"before_norm"``.
 
     TorchScript: ``torch.jit.script`` compiles the PyTorch implementation in eval mode (a scripted layer in training
     mode raises ``RuntimeError``); ``torch.jit.trace`` records the PyTorch implementation in either mode.
 
     Raises:
-        ValueError: when ``attention``, ``gate_placement``, ``logit_norm``, ``axis`` is unknown, or ``channels`` is not
-            a positive multiple of ``2 * num_heads``, or ``axis_length < 1``.
+        ValueError: when ``attention``, ``gate_placement`` or ``axis`` is unknown, or ``channels`` is not a positive
+            multiple of ``2 * num_heads``, or ``axis_length < 1``.
     """
 
     # TorchScript compiles only the branches these select (the gates and positional tables exist only when used)
     __constants__ = ("axis", "num_heads", "head_channels", "channels", "axis_length", "positional", "gated",
-                     "gates_after_norm", "batch_logits")  # fmt: skip
+                     "gates_after_norm")  # fmt: skip
 
     def __init__(
         self,
@@ -117,26 +117,12 @@ class AxialAttention(nn.Module):
         num_heads: int = 8,
         attention: str = "axial",
         gate_placement: str = "before_norm",
-        logit_norm: str = "batch",
-        *,
-        kind: str | None = None,
     ) -> None:
         super().__init__()
-        if kind is not None:
-            warnings.warn(
-                "AxialAttention(kind=...) is deprecated and will be removed in the next release; use attention=...",
-                FutureWarning,
-                stacklevel=2,
-            )
-            attention = kind
-        if attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}.")
-        gate_placement = check_gate_placement(gate_placement)
-        if logit_norm not in LOGIT_NORMS:
-            raise ValueError(f"logit_norm must be one of {LOGIT_NORMS}, got {logit_norm!r}.")
+        _check_options(attention, num_heads, gate_placement)
         if axis not in (0, 1):
             raise ValueError(f"axis must be 0 (height) or 1 (width), got {axis}.")
-        if num_heads < 1 or channels < 2 * num_heads or channels % (2 * num_heads) != 0:
+        if channels < 2 * num_heads or channels % (2 * num_heads) != 0:
             raise ValueError(
                 f"channels must be a positive multiple of 2 * num_heads = {2 * num_heads} so every head gets at "
                 f"least one query and one key channel, got channels={channels}, num_heads={num_heads}."
@@ -151,22 +137,19 @@ class AxialAttention(nn.Module):
         self.positional = attention != "nopos"
         self.gated = attention == "gated"
         self.gates_after_norm = gate_placement == "after_norm"
-        self.batch_logits = logit_norm == "batch"
 
         # q, k and v of all heads: per head [d/2 query | d/2 key | d value] channels.
         self.to_qkv = nn.Conv2d(channels, 2 * channels, kernel_size=1, bias=False)
         self.qkv_norm = nn.BatchNorm2d(2 * channels)
-        if self.batch_logits:
-            self.qk_norm = nn.BatchNorm2d(num_heads)
+        self.qk_norm = nn.BatchNorm2d(num_heads)
         self.value_norm = nn.BatchNorm1d(channels)
         nn.init.normal_(self.to_qkv.weight, 0.0, channels**-0.5)
         if self.positional:
             # rows [0, d/2): r^q, [d/2, d): r^k, [d, 2d): r^v; column m holds the offset i - j = m - (axis_length - 1).
             self.relative_position = nn.Parameter(torch.randn(2 * self.head_channels, 2 * axis_length - 1))
             nn.init.normal_(self.relative_position, 0.0, self.head_channels**-0.5)
-            if self.batch_logits:
-                self.qr_norm = nn.BatchNorm2d(num_heads)
-                self.kr_norm = nn.BatchNorm2d(num_heads)
+            self.qr_norm = nn.BatchNorm2d(num_heads)
+            self.kr_norm = nn.BatchNorm2d(num_heads)
             self.value_position_norm = nn.BatchNorm1d(channels)
         if self.gated:
             # Eq. 3: G_Q, G_K, G_V1, G_V2 with the authors' initial values.
@@ -239,7 +222,7 @@ class AxialAttention(nn.Module):
         """:meth:`forward` after the projection, outside TorchScript: the fused CPU kernel or the PyTorch
         implementation (:func:`~medt_monai.networks.layers.attend_qkv`); closed-form statistics in training mode."""
         statistics = None
-        if self.batch_logits and self.qkv_norm.training:
+        if self.qkv_norm.training:
             statistics = line_statistics(qkv, self.axis, self.num_heads, self.positional)
         lines = qkv.shape[0] * qkv.shape[3 - self.axis]
         scales, shift = self._logit_affine(statistics, lines, length)
@@ -262,8 +245,7 @@ class AxialAttention(nn.Module):
         (nothing of size ``L x L`` is formed) or running statistics in eval.
 
         Args:
-            statistics: training mode: :func:`~medt_monai.networks.layers.line_statistics`; eval mode and
-                ``logit_norm="scaled"``: None.
+            statistics: training mode: :func:`~medt_monai.networks.layers.line_statistics`; eval mode: None.
             lines: number of lines ``B``.
             length: ``L``.
 
@@ -271,7 +253,7 @@ class AxialAttention(nn.Module):
             ``scales`` ``(G, 3)`` (``s_qk, s_qr, s_kr``; the last two zero without positional encoding) and ``shift``
             ``(G,)``. Nothing couples the lines after this.
         """
-        if statistics is None:  # eval mode, or logit_norm="scaled" (no statistics are gathered for it)
+        if statistics is None:  # eval mode
             return self._running_logit_affine()
         count = lines * length * length
         scale, shift = batch_norm_affine_from_moments(self.qk_norm, product_moments(*statistics[:2], count))
@@ -288,21 +270,8 @@ class AxialAttention(nn.Module):
         scale_kr, shift_kr = batch_norm_affine_from_moments(self.kr_norm, moments_kr, gate_k, after)
         return torch.stack([scale, scale_qr, scale_kr], dim=1), shift + shift_qr + shift_kr
 
-    def _scaled_logit_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``logit_norm="scaled"``: ``(s_qk, s_qr, s_kr) = (1, G_Q, G_K) / sqrt(d/2)`` for every head, no shift."""
-        scale = self.qkv_norm.weight.new_full((self.num_heads,), (self.head_channels // 2) ** -0.5)
-        zeros = torch.zeros_like(scale)
-        if not self.positional:
-            return torch.stack([scale, zeros, zeros], dim=1), zeros
-        if self.gated:
-            return torch.stack([scale, scale * self.gate_q, scale * self.gate_k], dim=1), zeros
-        return torch.stack([scale, scale, scale], dim=1), zeros
-
     def _running_logit_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eval mode: :meth:`_logit_affine` from the running statistics of the logit terms' BatchNorms
-        (:meth:`_scaled_logit_affine` with ``logit_norm="scaled"``)."""
-        if not self.batch_logits:
-            return self._scaled_logit_affine()
+        """Eval mode: :meth:`_logit_affine` from the running statistics of the logit terms' BatchNorms."""
         norm = self.qk_norm
         scale, shift = batch_norm_affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps)
         if not self.positional:
@@ -343,3 +312,37 @@ class AxialAttention(nn.Module):
             position.weight, position.bias, position.running_mean, position.running_var, position.eps, gate_v2, after
         )
         return torch.stack([scale, scale_position, shift + shift_position])
+
+    @torch.jit.unused
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 / Eq. 3 written out directly with this layer's BatchNorm modules and gates: the plain formulation that
+        :meth:`forward` must equal (in eval and training mode; the tests compare the two), at the cost of
+        ``(lines, G, L, L)`` tensors for every term. ``(N, C, H, W)`` -> ``(N, C, H, W)``.
+        """
+        dim = 2 + self.axis
+        length = x.shape[dim]
+        qkv = self.qkv_norm(self.to_qkv(x)).movedim(dim, -1).movedim(1, -2)  # (N, others, 2C, L)
+        lines = qkv.shape[:-2]
+        qkv = qkv.reshape(-1, self.num_heads, 2 * self.head_channels, length)  # (B, G, 2d, L)
+        half = self.head_channels // 2
+        q, k, v = torch.split(qkv, [half, half, self.head_channels], dim=2)
+        gate_q, gate_k, gate_v1, gate_v2 = self.gates() if self.gated else [None] * 4
+
+        def gated(term: torch.Tensor, gate: torch.Tensor | None, norm: nn.Module) -> torch.Tensor:
+            if gate is None:
+                return norm(term)
+            return gate * norm(term) if self.gates_after_norm else norm(gate * term)
+
+        logits = self.qk_norm(torch.einsum("bgci,bgcj->bgij", q, k))  # (B, G, L, L)
+        if self.positional:
+            r_q, r_k, r_v = torch.split(self.relative_embeddings(length), [half, half, self.head_channels])
+            logits = logits + gated(torch.einsum("bgci,cij->bgij", q, r_q), gate_q, self.qr_norm)
+            logits = logits + gated(torch.einsum("bgcj,cji->bgij", k, r_k), gate_k, self.kr_norm)
+        attention = F.softmax(logits, dim=-1)
+        batch = attention.shape[0]
+        values = torch.einsum("bgij,bgcj->bgci", attention, v).reshape(batch, self.channels, length)
+        out = gated(values, gate_v1, self.value_norm)
+        if self.positional:
+            values_position = torch.einsum("bgij,cij->bgci", attention, r_v).reshape(batch, self.channels, length)
+            out = out + gated(values_position, gate_v2, self.value_position_norm)
+        return out.reshape(lines + (self.channels, length)).movedim(-2, 1).movedim(-1, dim)

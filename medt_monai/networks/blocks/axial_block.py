@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from medt_monai.networks.blocks.axial_attention import AxialAttention, check_gate_placement
+from medt_monai.networks.blocks.axial_attention import AttentionLayer, AxialAttention
 from medt_monai.networks.blocks.conv_norm import ConvNorm
 
 __all__ = ["AxialBlock", "AxialStage"]
@@ -26,10 +26,9 @@ class AxialBlock(nn.Module):
         out_channels: output channels; ``out_channels // 2`` must be a multiple of ``2 * num_heads``.
         spatial_size: largest ``(height, width)`` of the block's input, for the relative encodings.
         stride: 1, or 2 to halve height and width (average pooling after the width attention).
-        num_heads: attention heads. Defaults to 8.
-        attention: attention kind, see :class:`AxialAttention`. Defaults to ``"axial"``.
-        gate_placement: see :class:`AxialAttention`. Defaults to ``"before_norm"``.
-        logit_norm: see :class:`AxialAttention`. Defaults to ``"batch"``.
+        attention_layer: builds each of the two attention layers from ``(channels, axis_length, axis)``, e.g.
+            :func:`~medt_monai.networks.blocks.axial_attention_layer` ``("gated", num_heads=8)``. Defaults to
+            :class:`AxialAttention` with its defaults (8 heads, ``"axial"``).
 
     Raises:
         ValueError: when ``stride`` is not 1 or 2 (and see :class:`AxialAttention`).
@@ -41,13 +40,9 @@ class AxialBlock(nn.Module):
         out_channels: int,
         spatial_size: Sequence[int],
         stride: int = 1,
-        num_heads: int = 8,
-        attention: str = "axial",
-        gate_placement: str = "before_norm",
-        logit_norm: str = "batch",
+        attention_layer: AttentionLayer = AxialAttention,
     ) -> None:
         super().__init__()
-        gate_placement = check_gate_placement(gate_placement)
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}.")
         width = out_channels // 2
@@ -55,16 +50,7 @@ class AxialBlock(nn.Module):
             nn.Conv2d(in_channels, width, kernel_size=1, bias=False), nn.BatchNorm2d(width), relu=True
         )
         self.height_attention, self.width_attention = (
-            AxialAttention(
-                channels=width,
-                axis_length=spatial_size[axis],
-                axis=axis,
-                num_heads=num_heads,
-                attention=attention,
-                gate_placement=gate_placement,
-                logit_norm=logit_norm,
-            )
-            for axis in (0, 1)
+            attention_layer(width, spatial_size[axis], axis) for axis in (0, 1)
         )
         self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
         self.expand = ConvNorm(nn.Conv2d(width, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
@@ -93,7 +79,7 @@ class AxialStage(nn.Sequential):
         num_blocks: number of blocks (>= 1).
         spatial_size: largest ``(height, width)`` of the stage's input.
         stride: stride of the first block (1 or 2).
-        num_heads, attention, gate_placement, logit_norm: see :class:`AxialBlock`.
+        attention_layer: see :class:`AxialBlock`.
 
     Raises:
         ValueError: when ``num_blocks < 1``.
@@ -106,14 +92,10 @@ class AxialStage(nn.Sequential):
         num_blocks: int,
         spatial_size: Sequence[int],
         stride: int = 1,
-        num_heads: int = 8,
-        attention: str = "axial",
-        gate_placement: str = "before_norm",
-        logit_norm: str = "batch",
+        attention_layer: AttentionLayer = AxialAttention,
     ) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}.")
-        gate_placement = check_gate_placement(gate_placement)
         blocks = []
         size = tuple(spatial_size)
         for index in range(num_blocks):
@@ -124,10 +106,7 @@ class AxialStage(nn.Sequential):
                     out_channels=out_channels,
                     spatial_size=size,
                     stride=block_stride,
-                    num_heads=num_heads,
-                    attention=attention,
-                    gate_placement=gate_placement,
-                    logit_norm=logit_norm,
+                    attention_layer=attention_layer,
                 )
             )
             size = tuple(s // block_stride for s in size)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medt_monai.networks.blocks.axial_attention import check_gate_placement
+from medt_monai.networks.blocks.axial_attention import AttentionLayer, AxialAttention
 from medt_monai.networks.blocks.axial_block import AxialStage
 from medt_monai.networks.blocks.conv_norm import ConvNorm
 
@@ -76,11 +76,9 @@ class AxialEncoderDecoder(nn.Module):
         channels: output channels of the stages, e.g. ``(32, 64, 128, 256)``.
         num_blocks: blocks per stage, same length as ``channels``, e.g. ``(1, 2, 4, 1)``.
         stem_channels: output channels of the stem.
-        num_heads: attention heads.
-        attention: attention kind (``"axial"``, ``"gated"`` or ``"nopos"``).
-        gate_placement: ``"before_norm"`` or ``"after_norm"``, see
-            :class:`~medt_monai.networks.blocks.AxialAttention`.
-        logit_norm: ``"batch"`` or ``"scaled"``, see :class:`~medt_monai.networks.blocks.AxialAttention`.
+        attention_layer: builds every attention layer of the blocks, see
+            :func:`~medt_monai.networks.blocks.axial_attention_layer`. Defaults to
+            :class:`~medt_monai.networks.blocks.AxialAttention` with its defaults.
         bottleneck: add the authors' bottleneck step (a stride-2 3x3 conv on the deepest map, upsampled and added
             back onto it). Their full U-Nets have it, MedT's shallow global branch does not.
 
@@ -95,14 +93,10 @@ class AxialEncoderDecoder(nn.Module):
         channels: Sequence[int],
         num_blocks: Sequence[int],
         stem_channels: int,
-        num_heads: int = 8,
-        attention: str = "axial",
-        gate_placement: str = "before_norm",
-        logit_norm: str = "batch",
+        attention_layer: AttentionLayer = AxialAttention,
         bottleneck: bool = True,
     ) -> None:
         super().__init__()
-        gate_placement = check_gate_placement(gate_placement)
         if len(channels) != len(num_blocks) or not channels:
             raise ValueError(
                 f"channels and num_blocks must be non-empty and of equal length, got {tuple(channels)} and "
@@ -121,10 +115,7 @@ class AxialEncoderDecoder(nn.Module):
                     num_blocks=blocks,
                     spatial_size=size,
                     stride=stride,
-                    num_heads=num_heads,
-                    attention=attention,
-                    gate_placement=gate_placement,
-                    logit_norm=logit_norm,
+                    attention_layer=attention_layer,
                 )
             )
             size = [s // stride for s in size]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from medt_monai.networks.blocks.axial_attention import check_gate_placement
+from medt_monai.networks.blocks.axial_attention import axial_attention_layer
 from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder
 from medt_monai.networks.nets.utils import check_input_size, check_network_args
 
@@ -34,8 +34,7 @@ class AxialUNet(nn.Module):
             ``"axial"``.
         gate_placement: ``"before_norm"`` (gates before BatchNorm, as the authors' code; BatchNorm cancels them) or
             ``"after_norm"`` (gates scale the normalised terms, as Eq. 3 intends). Only used with gated attention.
-            Defaults to ``"before_norm"``; the deprecated ``"authors"`` / ``"effective"`` still work, with a
-            ``FutureWarning``.
+            Defaults to ``"before_norm"``.
 
     Raises:
         ValueError: for ``spatial_dims != 2``, a bad ``img_size``, or inconsistent widths (see
@@ -57,7 +56,6 @@ class AxialUNet(nn.Module):
         gate_placement: str = "before_norm",
     ) -> None:
         super().__init__()
-        gate_placement = check_gate_placement(gate_placement)
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
         self.size_divisor = 2 ** len(channels)
         self.branch = AxialEncoderDecoder(
@@ -66,9 +64,7 @@ class AxialUNet(nn.Module):
             channels=channels,
             num_blocks=num_blocks,
             stem_channels=stem_channels,
-            num_heads=num_heads,
-            attention=attention,
-            gate_placement=gate_placement,
+            attention_layer=axial_attention_layer(attention, num_heads, gate_placement),
         )
         self.head = nn.Conv2d(self.branch.out_channels, out_channels, kernel_size=1)
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import lcm
-from typing import List, Union
+from typing import Any, List, Union
 
 import torch
 import torch.nn as nn
 
-from medt_monai.networks.blocks.axial_attention import check_gate_placement
+from medt_monai.networks.blocks.axial_attention import axial_attention_layer
 from medt_monai.networks.blocks.axial_block import AxialBlock
 from medt_monai.networks.blocks.encoder_decoder import AxialEncoderDecoder, conv_bn_relu
 from medt_monai.networks.nets.utils import check_input_size, check_network_args
 
-__all__ = ["MedT", "LoGo", "BRANCHES"]
+__all__ = ["MedT", "LoGo", "BRANCHES", "medt_arguments_of"]
 
 BRANCHES = ("global", "local")
 
@@ -55,17 +55,13 @@ class MedT(nn.Module):
             Defaults to ``"gated"``.
         local_attention: attention kind of the local branch. Defaults to ``"nopos"``.
         gate_placement: ``"before_norm"`` (the authors' code) or ``"after_norm"`` (Eq. 3 as intended), see
-            :class:`~medt_monai.networks.blocks.AxialAttention`. Defaults to ``"before_norm"``; the deprecated
-            ``"authors"`` / ``"effective"`` still work, with a ``FutureWarning``.
+            :class:`~medt_monai.networks.blocks.AxialAttention`. Defaults to ``"before_norm"``.
         branches: which branches to build, a subset of ``("global", "local")``. Defaults to both.
         full_resolution_skip: add a convolutional path at the input's resolution (two 3x3 conv + BN + ReLU,
             ``channels[0] // 2`` maps) to the branches' features before the head. Both branches begin with a stride-2
             7x7 stem, so without it every feature the head sees was computed at half resolution and upsampled; the
             path gives outlines and small structures a full-resolution route, as a U-Net's first skip does. Not in
             the paper; defaults to False (the published network).
-        logit_norm: how every attention layer normalises its logits: ``"batch"`` (BatchNorm per term, the authors'
-            code) or ``"scaled"`` (the terms summed and divided by ``sqrt(d/2)``, no batch statistics), see
-            :class:`~medt_monai.networks.blocks.AxialAttention`. Not in the paper; defaults to ``"batch"``.
         zero_init_residual: start every axial-attention block as its shortcut: the BatchNorm that closes each block's
             residual branch starts with zero weight (as in torchvision's ``ResNet(zero_init_residual=True)``, after
             Goyal et al., 2017), so training begins from the stems, shortcuts and decoders and grows the attention
@@ -101,13 +97,13 @@ class MedT(nn.Module):
         gate_placement: str = "before_norm",
         branches: Sequence[str] = BRANCHES,
         full_resolution_skip: bool = False,
-        logit_norm: str = "batch",
         zero_init_residual: bool = False,
         branch_supervision: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = check_network_args(spatial_dims, in_channels, out_channels, img_size, channels, num_heads)
-        gate_placement = check_gate_placement(gate_placement)
+        global_layer = axial_attention_layer(global_attention, num_heads, gate_placement)
+        local_layer = axial_attention_layer(local_attention, num_heads, gate_placement)
         unknown = set(branches) - set(BRANCHES)
         if unknown or not branches:
             raise ValueError(f"branches must be a non-empty subset of {BRANCHES}, got {tuple(branches)}.")
@@ -131,10 +127,7 @@ class MedT(nn.Module):
                 channels=channels[:depth],
                 num_blocks=global_num_blocks,
                 stem_channels=stem_channels,
-                num_heads=num_heads,
-                attention=global_attention,
-                gate_placement=gate_placement,
-                logit_norm=logit_norm,
+                attention_layer=global_layer,
                 bottleneck=False,
             )
             divisor = (2**depth, 2**depth)
@@ -147,10 +140,7 @@ class MedT(nn.Module):
                 channels=channels[:depth],
                 num_blocks=local_num_blocks,
                 stem_channels=local_stem_channels,
-                num_heads=num_heads,
-                attention=local_attention,
-                gate_placement=gate_placement,
-                logit_norm=logit_norm,
+                attention_layer=local_layer,
                 bottleneck=True,
             )
             divisor = tuple(lcm(d, g * 2**depth) for d, g in zip(divisor, grid))
@@ -212,6 +202,25 @@ class MedT(nn.Module):
         if len(branch_logits) > 0:
             return [logits] + branch_logits
         return logits
+
+
+def medt_arguments_of(state_dict: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The :class:`MedT` arguments that decide which parameters ``state_dict`` holds (``branches``,
+    ``full_resolution_skip``, ``branch_supervision``), or None when it is not a MedT's (nor a LoGo's) state dict.
+
+    For the error of a checkpoint that does not fit the configured network: e.g. a ``model.pt`` of bundles 0.10-0.12
+    (no branch heads) gives ``{"full_resolution_skip": True, "branch_supervision": False}``.
+    """
+    prefixes = {key.split(".", 1)[0] for key in state_dict}
+    if "head" not in prefixes or not prefixes & {"global_branch", "local_branch"}:
+        return None
+    arguments: dict[str, Any] = {}
+    branches = [branch for branch in BRANCHES if f"{branch}_branch" in prefixes]
+    if len(branches) < len(BRANCHES):
+        arguments["branches"] = branches
+    arguments["full_resolution_skip"] = "full_resolution" in prefixes
+    arguments["branch_supervision"] = "global_head" in prefixes
+    return arguments
 
 
 class LoGo(MedT):
