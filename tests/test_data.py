@@ -15,7 +15,7 @@ from monai.transforms import Compose, EnsureTyped, Invertd, LoadImaged, Resized,
 from PIL import Image
 
 import medt_monai.data as D
-from medt_monai.data import datalists as DL
+from medt_monai.data.images import image_size
 from medt_monai.transforms import (
     MaskToLabel,
     MaskToLabeld,
@@ -27,6 +27,7 @@ from medt_monai.transforms import (
     ToChannelsd,
     mask_postprocessing,
 )
+from medt_monai.utils.files import atomic_save_png
 
 # ---------------------------------------------------------------- helpers
 
@@ -253,7 +254,7 @@ def test_demo_dataset_default_dir_and_atomicity(tmp_path, monkeypatch):
         D.make_demo_dataset(tmp_path / "busy")
 
 
-# ---------------------------------------------------------------- datalists and splits
+# ---------------------------------------------------------------- data layouts and splits
 
 
 def test_unknown_name():
@@ -331,7 +332,7 @@ def test_instance_maps_with_many_objects_are_16_bit_and_load_exactly(tmp_path):
     from monai.transforms import LoadImage
 
     inst = (np.arange(40 * 50).reshape(40, 50) % 300).astype(np.int32)
-    DL._atomic_save_png(inst, tmp_path / "inst.png")
+    atomic_save_png(inst, tmp_path / "inst.png")
     with Image.open(tmp_path / "inst.png") as im:
         assert im.mode.startswith("I")  # 16-bit
     loaded = LoadImage(image_only=True, ensure_channel_first=True, dtype=np.int32)(tmp_path / "inst.png")
@@ -551,7 +552,7 @@ def test_16bit_and_palette_images_give_the_tensors_of_their_8bit_rgb_copies(tmp_
     # the same for the training and evaluation chains of train.json
     _png(tmp_path / "mask.png", (gray > 128).astype(np.uint8) * 255)
     for mode in ("train", "eval"):
-        chain = D.get_transforms(mode, img_size=32, augment=False)
+        chain = D.get_transforms(mode, img_size=32, augmentation="none")
         out = [
             chain({"image": str(tmp_path / n), "label": str(tmp_path / "mask.png")})["image"]
             for n in ("gray16.png", "gray.png")
@@ -613,10 +614,24 @@ def test_get_transforms_arguments():
         D.get_transforms("eval", intensity="zscore")
     with pytest.raises(ValueError, match="img_size must be one positive int"):
         D.get_transforms("eval", img_size=(16, 32))
-    with pytest.warns(DeprecationWarning, match="minmax"):
-        D.get_transforms("eval", intensity="minmax")
-    with pytest.raises(FileNotFoundError, match="bundle_dir"):
-        D.get_transforms("eval", bundle_dir="/nonexistent/bundle")
+    with pytest.raises(ValueError, match="intensity must be one of"):
+        D.get_transforms("eval", intensity="minmax")  # the first release's spelling, gone with 0.14.0
+    with pytest.raises(ValueError, match="augmentation must be one of 'none', 'flip', .*'dihedral_color_affine'"):
+        D.get_transforms("train", augmentation="dihedral_color_affine_stain")
+
+
+def test_get_transforms_defaults_are_the_bundles_training_chain():
+    chain = D.get_transforms()  # no bundle files read: the chains live in the package
+    names = [type(t).__name__ for t in chain.transforms]
+    assert names == [
+        "LoadScaledImaged", "LoadImaged", "MaskToLabeld", "Resized", "EnsureTyped",  # image and mask to 128 x 128
+        "RandFlipd", "RandRotate90d", "RandScaleIntensityd", "RandShiftIntensityd", "RandAdjustContrastd", "RandAffined",
+    ]  # fmt: skip
+    assert chain.transforms[3].resizer.spatial_size == [128, 128]
+    assert [type(t).__name__ for t in D.get_transforms("test").transforms][-1] == "LoadImaged"  # the instance map
+    assert [type(t).__name__ for t in D.get_transforms("infer").transforms] == [
+        "LoadScaledImaged", "Resized", "EnsureTyped"
+    ]  # fmt: skip
 
 
 def test_infer_resize_inverted(tmp_path):
@@ -646,8 +661,8 @@ def test_train_chain_and_datasets(tmp_path):
         D.get_dataset(s["train"], xf, cache="disk")
     with pytest.raises(ValueError, match="cache must be"):
         D.get_dataset(s["train"], xf, cache="ram")
-    with pytest.raises(ValueError, match="mode must be"):
-        D.get_transforms("test")
+    with pytest.raises(ValueError, match="mode must be one of 'train', 'eval', 'test', 'infer'"):
+        D.get_transforms("validate")
 
 
 def test_image_size_itk_formats(tmp_path):
@@ -655,9 +670,9 @@ def test_image_size_itk_formats(tmp_path):
 
     arr = np.zeros((12, 20), np.float32)
     itk.imwrite(itk.image_from_array(arr), str(tmp_path / "x.mha"))
-    assert DL.image_size(tmp_path / "x.mha") == (20, 12)
+    assert image_size(tmp_path / "x.mha") == (20, 12)
     nib.save(nib.Nifti1Image(np.zeros((20, 12), np.float32), np.eye(4)), tmp_path / "x.nii")
-    assert DL.image_size(tmp_path / "x.nii") == (20, 12)
+    assert image_size(tmp_path / "x.nii") == (20, 12)
     assert os.path.exists(tmp_path / "x.mha")
 
 
@@ -700,3 +715,29 @@ def test_prepare_data_glas_atomic(tmp_path):
         prep.prepare(tmp_path / "out3", glas=src)
     with pytest.raises(FileExistsError, match="overwrite"):
         prep.prepare(out, glas=src)
+
+
+# ---------------------------------------------------------------- inference inputs
+
+
+def test_image_datalist_leaves_out_its_own_masks_when_writing_into_the_input_folder(tmp_path, caplog):
+    """Inference whose output_dir is its dataset_dir does not segment an earlier run's masks (no a_seg_seg.png)."""
+    images = tmp_path / "images"
+    _png(images / "a.png", np.zeros((8, 8), np.uint8))
+    _png(images / "a_seg.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "alias").symlink_to(images)  # the same folder under another name: compared resolved
+
+    def names(items: list[dict]) -> list[str]:
+        return [Path(d["image"]).name for d in items]
+
+    assert names(D.image_datalist(images)) == ["a.png", "a_seg.png"]  # no output_dir: as before
+    assert names(D.image_datalist(images, output_dir=tmp_path / "out")) == ["a.png", "a_seg.png"]
+    with caplog.at_level("WARNING", logger="medt_monai.data.inference"):
+        assert names(D.image_datalist(images, output_dir=tmp_path / "alias", output_postfix="seg")) == ["a.png"]
+    assert f"{images}: skipped 1 file(s) named *_seg.<ext>" in caplog.text
+    assert names(D.image_datalist(images, output_dir=images, output_postfix="mask")) == ["a.png", "a_seg.png"]
+    with pytest.raises(ValueError, match="would overwrite the images"):
+        D.image_datalist(images, output_dir=images, output_postfix="")
+    (images / "a.png").unlink()
+    with pytest.raises(ValueError, match=r"images: no image files .* 1 earlier output mask"):
+        D.image_datalist(images, output_dir=images)

@@ -25,7 +25,7 @@ def test_short_training_learns_demo(tmp_path):
     set_determinism(0)
     torch.manual_seed(0)
     splits = D.dataset_splits("demo", root=tmp_path / "demo")
-    train = D.get_dataset(splits["train"], D.get_transforms("train", img_size=64, augment=True))
+    train = D.get_dataset(splits["train"], D.get_transforms("train", img_size=64))
     val = D.get_dataset(splits["validation"], D.get_transforms("eval", img_size=64))
     val_batch = next(iter(DataLoader(val, batch_size=len(val))))
     net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(8, 8, 16, 32, 64, 8))

@@ -452,6 +452,42 @@ def test_grouped_metrics_saver_tables(tmp_path):
         GroupedMetricsSaver(str(tmp_path), groups={"a": "("})
 
 
+def test_grouped_metrics_saver_quotes_file_names_with_commas(tmp_path):
+    """A file name holding a comma and a quote stays one field: every metric reads back in its own column."""
+    import csv
+
+    from ignite.engine import Engine, Events
+
+    from medt_monai.handlers import GroupedMetricsSaver
+
+    names = ['/d/testA_1, left "core".png', "/d/testB_1.png"]
+    engine = Engine(lambda e, b: b)
+
+    def details(e):
+        e.state.metric_details = {"f1": torch.tensor([[0.5], [1.0]]), "dice": torch.tensor([[0.25], [0.75]])}
+        e.state.metrics = {"f1": 0.75, "dice": 0.5}
+
+    engine.add_event_handler(Events.EPOCH_COMPLETED, details)
+    saver = GroupedMetricsSaver(str(tmp_path), batch_transform=lambda b: b["meta"],
+                                groups={"A, with comma": "^testA_", "testB": "^testB_"})  # fmt: skip
+    saver.attach(engine)
+    engine.run([{"meta": {"filename_or_obj": [n]}} for n in names], max_epochs=1)
+    with open(tmp_path / "metrics_per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [
+        {"filename": names[0], "group": "A, with comma", "f1": "0.5000", "dice": "0.2500"},
+        {"filename": names[1], "group": "testB", "f1": "1.0000", "dice": "0.7500"},
+    ]
+    with open(tmp_path / "metrics_by_group.csv", newline="") as f:
+        groups = list(csv.DictReader(f))
+    assert [(g["group"], g["images"], g["f1"]) for g in groups] == [
+        ("A, with comma", "1", "0.5000"),
+        ("testB", "1", "1.0000"),
+        ("all", "2", "0.7500"),
+    ]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
 def test_blockwise_max_distance_is_exact():
     """The blockwise pruning of the Hausdorff distance gives the brute-force maximum on random masks and points."""
     from scipy.spatial import cKDTree

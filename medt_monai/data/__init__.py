@@ -1,27 +1,26 @@
-"""Datalists, datasets, transform chains and the built-in demo set for 2D medical segmentation."""
+"""Datalists, datasets, transform chains and the built-in demo set for 2D medical segmentation.
+
+One module per idea: :mod:`~medt_monai.data.images` (image files: extensions, sizes, image/mask pair checks, folder
+listing), one per data format (:mod:`~medt_monai.data.folder`: images/masks folders and the MedT layout;
+:mod:`~medt_monai.data.glas`; :mod:`~medt_monai.data.monuseg`; :mod:`~medt_monai.data.decathlon`),
+:mod:`~medt_monai.data.splits` (seeded and k-fold splits, :func:`dataset_splits` by layout name),
+:mod:`~medt_monai.data.cache` (where derived masks go), :mod:`~medt_monai.data.demo`,
+:mod:`~medt_monai.data.inference` (the inputs and output names of inference on a folder) and
+:mod:`~medt_monai.data.pipeline` (transform chains and datasets).
+"""
 
 from __future__ import annotations
 
-from medt_monai.data.datalists import (
-    DATASET_NAMES,
-    IMAGE_EXTENSIONS,
-    INSTANCE_KEY,
-    check_pairs,
-    dataset_splits,
-    folder_datalist,
-    glas_datalist,
-    image_size,
-    medt_layout_datalist,
-    monuseg_datalist,
-    split_datalist,
-)
 from medt_monai.data.demo import default_data_dir, make_demo_dataset
+from medt_monai.data.folder import folder_datalist, medt_layout_datalist
+from medt_monai.data.glas import glas_datalist
+from medt_monai.data.images import IMAGE_EXTENSIONS, INSTANCE_KEY, check_pairs, image_size
 from medt_monai.data.inference import ReadableImages, UniqueOutputNames, image_datalist
-from medt_monai.data.monuseg import rasterize_xml, rasterize_xml_instances, read_xml_polygons
-from medt_monai.data.pipeline import BUNDLE_DIR, get_dataset, get_transforms, pil_to_rgb_or_gray
+from medt_monai.data.monuseg import monuseg_datalist, rasterize_xml, rasterize_xml_instances, read_xml_polygons
+from medt_monai.data.pipeline import get_dataset, get_transforms
+from medt_monai.data.splits import DATASET_NAMES, dataset_splits, split_datalist
 
 __all__ = [
-    "BUNDLE_DIR",
     "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
     "INSTANCE_KEY",
@@ -39,7 +38,6 @@ __all__ = [
     "make_demo_dataset",
     "medt_layout_datalist",
     "monuseg_datalist",
-    "pil_to_rgb_or_gray",
     "rasterize_xml",
     "rasterize_xml_instances",
     "read_xml_polygons",

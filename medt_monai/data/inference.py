@@ -10,36 +10,74 @@ from pathlib import Path
 
 from monai.data.folder_layout import default_name_formatter
 
-from medt_monai.data.datalists import IMAGE_EXTENSIONS, check_pairs
+from medt_monai.data.images import IMAGE_EXTENSIONS, check_pairs
 
 __all__ = ["ReadableImages", "UniqueOutputNames", "image_datalist"]
 
 logger = logging.getLogger(__name__)
 
 
-def image_datalist(folder: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[dict]:
+def image_datalist(
+    folder: str | Path,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    output_dir: str | Path | None = None,
+    output_postfix: str = "seg",
+) -> list[dict]:
     """``{"image": path}`` items for the image files directly in ``folder`` (hidden files left out), sorted by path.
+
+    When inference writes its masks into ``folder`` itself (``output_dir`` resolves to the same folder), the files
+    named like those masks, ``<name>_<output_postfix>.<ext>``, are left out with a warning that names the folder:
+    they are an earlier run's output, and segmenting them again would write ``<name>_seg_seg.png``.
 
     Args:
         folder: the folder of images to segment.
         extensions: the file name endings that count as images (case-insensitive).
+        output_dir: the folder inference writes its masks to (the bundle's ``output_dir``), or None.
+        output_postfix: what inference appends to an image's name for its mask (the bundle's ``output_postfix``,
+            as MONAI's ``SaveImaged``).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or is not a folder.
-        ValueError: ``folder`` holds no image files (the message lists the endings looked for).
+        ValueError: ``folder`` holds no image files (the message lists the endings looked for), or ``output_dir`` is
+            ``folder`` and ``output_postfix`` is empty (the masks would overwrite the images).
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder of images not found (dataset_dir).")
     endings = tuple(e.lower() for e in extensions)
-    items = [
-        {"image": str(p)}
+    files = [
+        p
         for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(endings)
     ]
+    own = _own_outputs(folder, files, output_dir, output_postfix)
+    if own:
+        logger.warning(
+            f"{folder}: skipped {len(own)} file(s) named *_{output_postfix}.<ext> (e.g. {own[0].name}): this folder is "
+            f"also the output folder (output_dir), so they are taken for masks of an earlier inference run. Write the "
+            f"masks to another output_dir to segment them."
+        )
+    items = [{"image": str(p)} for p in files if p not in own]
     if not items:
-        raise ValueError(f"{folder}: no image files ({', '.join(endings)}) in this folder (dataset_dir).")
+        skipped = f"; {len(own)} earlier output mask(s) *_{output_postfix}.<ext> left out" if own else ""
+        raise ValueError(f"{folder}: no image files ({', '.join(endings)}) in this folder (dataset_dir){skipped}.")
     return items
+
+
+def _own_outputs(folder: Path, files: list[Path], output_dir: str | Path | None, output_postfix: str) -> list[Path]:
+    """The ``files`` of ``folder`` that inference's own masks would be named like, when it writes into ``folder``.
+
+    Raises:
+        ValueError: ``output_dir`` is ``folder`` and ``output_postfix`` is empty.
+    """
+    if output_dir is None or Path(output_dir).expanduser().resolve() != folder.resolve():
+        return []
+    if not output_postfix:
+        raise ValueError(
+            f"{folder}: output_dir is the folder of images (dataset_dir) and output_postfix is empty, so the masks "
+            "would overwrite the images; set output_postfix (e.g. 'seg') or another output_dir."
+        )
+    return [p for p in files if _stem_and_ending(p.name)[0].endswith(f"_{output_postfix}")]
 
 
 class ReadableImages:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ import torch
 from monai.handlers import MetricsSaver
 from monai.utils import IgniteInfo, min_version, optional_import, string_list_all_gather
 
+from medt_monai.utils.files import atomic_write_text
+
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -21,18 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["GroupedMetricsSaver"]
 
 ALL = "all"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename (never half-written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -44,7 +35,8 @@ class GroupedMetricsSaver(MetricsSaver):
     """``monai.handlers.MetricsSaver`` that also writes all saved metric details side by side, per image and per group.
 
     Besides MetricsSaver's files (``metrics.csv``, ``<metric>_raw.csv``, ``<metric>_summary.csv``) it writes, at
-    the end of each evaluation and atomically:
+    the end of each evaluation and atomically, two CSV files (fields quoted where needed, e.g. a file name with a
+    comma, as :mod:`csv` readers expect):
 
     - ``metrics_per_image.csv``: ``filename``, ``group``, then one column per metric (the per-image value; for
       multi-channel details the mean over channels, as the ``mean`` column of ``<metric>_raw.csv``);
@@ -129,18 +121,31 @@ class GroupedMetricsSaver(MetricsSaver):
         for name, col in columns.items():
             if len(col) != len(images):
                 raise ValueError(f"metric {name!r} has {len(col)} per-image values for {len(images)} images.")
-        d = self.deli
         group = [self.group_of(f) for f in images]
-        rows = [d.join(["filename", "group", *columns])]
+        rows = [["filename", "group", *columns]]
         for i, (filename, name) in enumerate(zip(images, group)):
-            rows.append(d.join([filename, name, *(f"{c[i]:.4f}" for c in columns.values())]))
+            rows.append([filename, name, *(f"{c[i]:.4f}" for c in columns.values())])
         save_dir = Path(self.save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(save_dir / "metrics_per_image.csv", "\n".join(rows) + "\n")
-        table = [d.join(["group", "images", *columns])]
+        self._write_csv(save_dir / "metrics_per_image.csv", rows)
+        table = [["group", "images", *columns]]
         for name in [*self.groups, ALL]:
             member = np.array([name == ALL or g == name for g in group], dtype=bool)
             if member.any():
                 means = (f"{_nanmean(c[member]):.4f}" for c in columns.values())
-                table.append(d.join([name, str(int(member.sum())), *means]))
-        _write_atomic(save_dir / "metrics_by_group.csv", "\n".join(table) + "\n")
+                table.append([name, str(int(member.sum())), *means])
+        self._write_csv(save_dir / "metrics_by_group.csv", table)
+
+    def _write_csv(self, path: Path, rows: Sequence[Sequence[str]]) -> None:
+        """Write ``rows`` to ``path`` with :mod:`csv`, atomically, each line ending in a line feed.
+
+        A field holding the delimiter, a quote or a line break (an image file name with a comma) is quoted, so it reads
+        back as one field with ``csv.reader`` / ``csv.DictReader`` or pandas.
+
+        Args:
+            path: the CSV file.
+            rows: the header, then the rows, as strings.
+        """
+        text = io.StringIO()
+        csv.writer(text, delimiter=self.deli, lineterminator="\n").writerows(rows)
+        atomic_write_text(path, text.getvalue(), newline="")

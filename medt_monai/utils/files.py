@@ -1,0 +1,108 @@
+"""File-writing primitives: files are written through a temporary file in their folder and a rename, never half-written.
+
+This module is the package's bottom layer: it imports nothing from ``medt_monai``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["atomic_copy", "atomic_save_png", "atomic_write_text", "fsync_dir", "previous_path"]
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush ``folder``'s directory entries to disk (after a rename into it)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def previous_path(path: str | Path) -> Path:
+    """``models/model.pt`` -> ``models/model_previous.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_previous{path.suffix}")
+
+
+def atomic_copy(src: str | Path, dest: str | Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s folder (written, fsynced, renamed).
+
+    ``dest`` is never half-written: until the rename it is the old file (or absent); a failed copy (a full disk) leaves
+    it untouched and removes the temporary file.
+
+    Raises:
+        OSError: the copy failed; the message names both files.
+    """
+    src, dest = Path(src), Path(dest)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+            out.flush()
+            os.fsync(out.fileno())
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"cannot copy {src} to {dest} ({e.strerror or e}); {dest} is unchanged") from e
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", newline: str | None = None) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename (never half-written).
+
+    Args:
+        path: the file to write; its folder must exist.
+        text: the whole content.
+        encoding: text encoding of the file.
+        newline: as :func:`open`; ``""`` writes line endings as they are in ``text`` (what :mod:`csv` output needs).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline=newline) as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_png(arr: np.ndarray, dest: str | Path) -> None:
+    """Save a mask as PNG via a temporary file in the same folder + rename (never half-written).
+
+    8-bit when every value fits (0/255 masks, instance maps with < 256 objects), else 16-bit.
+
+    Args:
+        arr: 2D array of non-negative integers.
+        dest: the ``.png`` file to write; its folder must exist.
+
+    Raises:
+        ValueError: a value exceeds 65535 (does not fit a 16-bit PNG).
+    """
+    dest = Path(dest)
+    if arr.size and int(arr.max()) > 65535:
+        raise ValueError(f"{dest}: {int(arr.max())} instances do not fit a 16-bit PNG.")
+    if arr.max(initial=0) <= 255:
+        im = Image.fromarray(arr.astype(np.uint8), mode="L")
+    else:
+        im = Image.fromarray(arr.astype(np.uint16))
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".png", dir=dest.parent)
+    os.close(fd)
+    try:
+        im.save(tmp, format="PNG")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
