@@ -42,9 +42,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medt_monai.networks import get_network
+from medt_monai.networks import get_network, network_and_arguments
 
-#: the models timed by default: the MedT family and MONAI's CNN and transformer baselines, by their registry names
+#: the models timed by default: the MedT family (``medt_global`` / ``medt_local``: MedT's one-branch ablations, see
+#: :func:`medt_monai.networks.network_and_arguments`) and MONAI's CNN and transformer baselines
 DEFAULT_MODELS = [
     "medt",
     "logo",
@@ -102,7 +103,8 @@ def build(name: str, size: int, channels: int, original: str | None) -> nn.Modul
     if name.startswith("orig_"):
         factory = getattr(load_original(original), ORIGINAL[name[5:]])
         return factory(img_size=size, imgchan=channels)
-    return get_network(name, in_channels=channels, img_size=size)
+    network, arguments = network_and_arguments(name)
+    return get_network(network, in_channels=channels, img_size=size, **arguments)
 
 
 def make_step(model: nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor, options: set[str]) -> Callable[[], None]:

@@ -3,8 +3,9 @@
 #   1. build the wheel (the package's sources only, build isolation as `pip install` does);
 #   2. install it into a fresh virtual environment: torch==2.13.0 first, then the wheel with
 #      requirements/constraints.txt (no editable install, no checkout on sys.path);
-#   3. copy bundle/ to a temporary folder outside the repository and, from another working
-#      directory, run inference on three demo images and one short training (1 epoch, 64x64).
+#   3. from another working directory, run get_transforms() with its defaults (the package alone), then
+#      copy bundle/ to a temporary folder outside the repository and run inference on three demo
+#      images and one short training (1 epoch, 64x64) from there.
 # It fails unless medt_monai is imported from the new environment, the fused CPU attention kernel
 # is compiled from the wheel's C++ source and used (no fallback warning in any output), and the
 # masks, weights and checkpoint are written into the copy's eval/ and models/ folders.
@@ -66,9 +67,13 @@ from medt_monai._extensions import cpu_attention_available
 work, images = Path(sys.argv[1]), Path(sys.argv[2])
 assert Path(medt_monai.__file__).is_relative_to(work / "venv"), f"medt_monai imported from {medt_monai.__file__}"
 assert cpu_attention_available(), "the fused CPU attention kernel is not available"
-for image in sorted((medt_monai.data.make_demo_dataset() / "test" / "img").glob("*.png"))[:3]:
+demo = medt_monai.data.make_demo_dataset()
+for image in sorted((demo / "test" / "img").glob("*.png"))[:3]:
     shutil.copy(image, images / image.name)
-print(f"medt_monai from {medt_monai.__file__}; fused CPU kernel built")
+# the transform chains live in the package: get_transforms() with its defaults needs no bundle/ beside the wheel
+item = medt_monai.data.get_transforms()({"image": str(image), "label": str(demo / "test" / "labelcol" / image.name)})
+assert item["image"].shape == (3, 128, 128), item["image"].shape
+print(f"medt_monai from {medt_monai.__file__}; fused CPU kernel built; get_transforms() runs")
 EOF
 cat "$WORK/kernel.log"
 no_fallback "$WORK/kernel.log"

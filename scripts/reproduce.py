@@ -47,7 +47,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from medt_monai.networks import NETWORKS
+from medt_monai.networks import NETWORKS, REMOVED_NAMES, network_and_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundle" / "configs" / "train.json"
@@ -66,10 +66,14 @@ def train_command(recipe: str) -> list[str]:
     return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(config_files(recipe))]
 
 
-#: the models of the tables: every network of the registry except the benchmark-only SwinUNETR
-MODELS = [name for name in NETWORKS if name != "swin_unetr"]
+#: the models of the tables: every network of the registry except the benchmark-only SwinUNETR, then the variants under
+#: their row labels (the names of bundles <= 0.13: ablations, the other gate placement, the bundle's recipe network)
+MODELS = [name for name in NETWORKS if name != "swin_unetr"] + list(REMOVED_NAMES)
 #: how the tables name each model
-LABELS = {name: NETWORKS[name].description for name in MODELS}
+LABELS = {
+    label: NETWORKS[label].description if label in NETWORKS else f"{REMOVED_NAMES[label][0]} {REMOVED_NAMES[label][1]}"
+    for label in MODELS
+}
 #: the paper's F1 / IoU (Tables 1-3 of Valanarasu et al. 2021) where it reports the model
 PAPER = {
     "glas": {
@@ -101,7 +105,9 @@ def bundle_args(overrides: dict[str, object]) -> list[str]:
     """``{"key": value}`` -> ``["--key", "value", ...]`` for ``python -m monai.bundle run``."""
     args = []
     for key, value in overrides.items():
-        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        # a dict as a Python literal: the command line's parser reads True/False, not JSON's true/false, as booleans
+        text = value if isinstance(value, str) else repr(value) if isinstance(value, dict) else json.dumps(value)
+        args += [f"--{key}", text]
     return args
 
 
@@ -153,12 +159,15 @@ def overrides(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
 ) -> dict[str, object]:
-    """The bundle overrides (``{config id: value}``) that train and evaluate ``model`` on ``dataset`` in ``run_dir``."""
+    """The bundle overrides (``{config id: value}``) that train and evaluate ``model`` (a row label, see
+    :func:`medt_monai.networks.network_and_arguments`) on ``dataset`` in ``run_dir``."""
+    network, arguments = network_and_arguments(model)
     return {
         "dataset": dataset,
         "data_dir": str((Path(data_root) / dataset).resolve()),
         "img_size": size,
-        "network_name": model,
+        "network_name": network,
+        "network_args": arguments,
         "split_seed": seed,
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,

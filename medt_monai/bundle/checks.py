@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from medt_monai.networks.registry import NETWORKS, get_network
+from medt_monai.networks.registry import get_network
 
 __all__ = ["check_workflow", "size_divisor"]
 
@@ -43,7 +43,6 @@ def check_workflow(
     img_size: int | None = None,
     writable: Mapping[str, str] | None = None,
     readable: Mapping[str, str] | None = None,
-    ema_decay: float | None = None,
 ) -> None:
     """Raise a clear error for a setting the workflow cannot run with, before any data are loaded.
 
@@ -51,42 +50,34 @@ def check_workflow(
     datasets (MONAI instantiates a ``CacheDataset``, and caches it, when the trainer is built).
 
     Args:
-        network_name: the chosen network; must be a name of :data:`medt_monai.networks.NETWORKS`.
+        network_name: the chosen network; must be a name of :data:`medt_monai.networks.NETWORKS`. The network is built
+            once with ``network_args`` to check both, with the random number generator's state restored afterwards,
+            so the run's initial weights do not change.
         network_args: the arguments the workflow builds it with (:func:`medt_monai.networks.get_network`).
         img_size: the network input size (height = width); must be a multiple of the chosen network's
-            :func:`size_divisor`. The network is built once to read it, with the random number generator's state
-            restored afterwards, so the run's initial weights do not change.
+            :func:`size_divisor`.
         writable: option name -> folder the workflow writes (``{"ckpt_dir": ..., "output_dir": ...}``); each must be a
             folder that can be written, or not exist yet below one.
         readable: option name -> file the workflow reads (``{"ckpt_path": ...}``); each must be a non-empty file.
-        ema_decay: the decay of the weights' exponential moving average (``--ema_decay``); must be in [0, 1), 0 being
-            off.
 
     Raises:
-        ValueError: an unknown ``network_name`` (the message lists the names), an ``img_size`` the network cannot
-            take, an ``ema_decay`` outside [0, 1), or an empty file.
+        ValueError: an unknown ``network_name`` (the message lists the names, or names the network and arguments of a
+            removed name), an ``img_size`` the network cannot take, or an empty file.
+        TypeError: ``network_args`` that the network does not take (the message names its arguments).
         FileNotFoundError: a ``readable`` file is missing.
         PermissionError: a ``writable`` folder cannot be written.
     """
     if network_name is not None:
-        if network_name not in NETWORKS:
-            raise ValueError(f"--network_name {network_name!r} is not a network; the names are: {', '.join(NETWORKS)}.")
-        if img_size is not None:
-            with torch.random.fork_rng(devices=[]):
-                divisor = size_divisor(get_network(network_name, **(network_args or {})))
-            if divisor is not None and (img_size % divisor[0] or img_size % divisor[1]):
-                step = math.lcm(*divisor)
-                fits = sorted({max(step, img_size // step * step), (img_size // step + 1) * step})
-                multiples = f"{divisor[0]}" if divisor[0] == divisor[1] else f"{divisor[0]} and {divisor[1]}"
-                raise ValueError(
-                    f"--img_size {img_size} does not fit --network_name {network_name}: its input height and width "
-                    f"must be multiples of {multiples}; e.g. --img_size {' or '.join(map(str, fits))}."
-                )
-    if ema_decay is not None and not 0 <= float(ema_decay) < 1:
-        raise ValueError(
-            f"--ema_decay {ema_decay}: the decay of the weights' moving average must be in [0, 1): 0 is off, 0.995 "
-            "averages over about 200 training steps."
-        )
+        with torch.random.fork_rng(devices=[]):  # built to check its name and arguments; the run's weights unchanged
+            divisor = size_divisor(get_network(network_name, **(network_args or {})))
+        if img_size is not None and divisor is not None and (img_size % divisor[0] or img_size % divisor[1]):
+            step = math.lcm(*divisor)
+            fits = sorted({max(step, img_size // step * step), (img_size // step + 1) * step})
+            multiples = f"{divisor[0]}" if divisor[0] == divisor[1] else f"{divisor[0]} and {divisor[1]}"
+            raise ValueError(
+                f"--img_size {img_size} does not fit --network_name {network_name}: its input height and width "
+                f"must be multiples of {multiples}; e.g. --img_size {' or '.join(map(str, fits))}."
+            )
     for option, folder in (writable or {}).items():
         path = Path(folder).expanduser()
         existing = _nearest_existing(path.absolute())

@@ -15,64 +15,21 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["CheckpointGuard", "LOCK_NAME", "atomic_copy", "fsync_dir", "previous_path"]
+from medt_monai.utils.files import atomic_copy, previous_path
+
+__all__ = ["CheckpointGuard", "LOCK_NAME"]
 
 #: name of the lock file in each guarded folder.
 LOCK_NAME = ".training.lock"
 
 logger = logging.getLogger(__name__)
-
-
-def fsync_dir(folder: str | Path) -> None:
-    """Flush ``folder``'s directory entries to disk (after a rename into it)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def previous_path(path: str | Path) -> Path:
-    """``models/model.pt`` -> ``models/model_previous.pt``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}_previous{path.suffix}")
-
-
-def atomic_copy(src: str | Path, dest: str | Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s folder (written, fsynced, renamed).
-
-    ``dest`` is never half-written: until the rename it is the old file (or absent); a failed copy (a full disk) leaves
-    it untouched and removes the temporary file.
-
-    Raises:
-        OSError: the copy failed; the message names both files.
-    """
-    src, dest = Path(src), Path(dest)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OSError(e.errno, f"cannot copy {src} to {dest} ({e.strerror or e}); {dest} is unchanged") from e
-        raise
 
 
 def _describe(record: dict | None, lock_file: Path) -> str:

@@ -4,9 +4,7 @@ and backup of a training run's folders, the end-of-run summary of evaluation and
 
 from __future__ import annotations
 
-from medt_monai.handlers.batch_norm import BatchNormRecalibration
 from medt_monai.handlers.checkpoint import AtomicCheckpointSaver, CheckpointLoader, ResumeCheckpointLoader
-from medt_monai.handlers.checkpoint_guard import CheckpointGuard
 from medt_monai.handlers.gate_freeze import GateFreezeHandler
 from medt_monai.handlers.metrics_saver import GroupedMetricsSaver
 from medt_monai.handlers.object_metrics import (
@@ -21,8 +19,6 @@ from medt_monai.handlers.summary import RunSummaryHandler
 __all__ = [
     "AggregatedJaccardIndex",
     "AtomicCheckpointSaver",
-    "BatchNormRecalibration",
-    "CheckpointGuard",
     "CheckpointLoader",
     "GateFreezeHandler",
     "GroupedMetricsSaver",

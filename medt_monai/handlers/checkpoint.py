@@ -21,7 +21,8 @@ from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver
 
-from medt_monai.handlers.checkpoint_guard import fsync_dir
+from medt_monai.networks.nets.medt import medt_arguments_of
+from medt_monai.utils.files import fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,7 +77,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     - files are written atomically (temporary file, fsync, ``os.replace``), so a killed run or a full disk never
       leaves a partial file and the previous file stays until the new one is complete (the bundle keeps the model from
-      before a run as ``model_previous.pt`` with :class:`~medt_monai.handlers.CheckpointGuard`);
+      before a run as ``model_previous.pt`` with :class:`~medt_monai.bundle.CheckpointGuard`);
     - ``interval_filename`` (e.g. ``"checkpoint_latest.pt"``) makes the interval checkpoint one fixed file that is
       replaced at every save, which :class:`ResumeCheckpointLoader` reads back;
     - :meth:`state_dict` returns the key-metric tracking state (best score so far), so putting this handler itself in
@@ -288,4 +289,18 @@ class CheckpointLoader(_MonaiCheckpointLoader):
                 f"CheckpointLoader: cannot load {self.load_path} into {sorted(self.load_dict)} "
                 f"({type(e).__name__}: {e}). --ckpt_path must be a complete model.pt written by this bundle's training "
                 "with the same --network_name, --network_args, --img_size, --in_channels and --num_classes."
+                f"{self._fitting_arguments()}"
             ) from e
+
+    def _fitting_arguments(self) -> str:
+        """For a MedT checkpoint: the ``--network_args`` it was trained with, as far as its parameters tell (a model.pt
+        of an earlier bundle, whose network had a name of its own, e.g. ``medt_fullres_zero_init``)."""
+        try:
+            checkpoint = torch.load(self.load_path, map_location="cpu", weights_only=True)
+        except Exception:
+            return ""
+        state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
+        arguments = medt_arguments_of(state) if isinstance(state, Mapping) else None
+        if arguments is None:
+            return ""
+        return f' This file holds a MedT: --network_name medt --network_args "{arguments}" loads it.'

@@ -1,3 +1,8 @@
-from .flip import FlipInferer, tta_inferer
+"""Inferers: flip (and rotation) test-time augmentation, and the network-size inferer of the bundle's workflows."""
 
-__all__ = ["FlipInferer", "tta_inferer"]
+from __future__ import annotations
+
+from medt_monai.inferers.flip import FlipInferer, tta_inferer
+from medt_monai.inferers.network_size import network_size_inferer
+
+__all__ = ["FlipInferer", "network_size_inferer", "tta_inferer"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medt_monai.metrics.instances import ObjectOverlap, label_objects, object_metrics_enabled
+from medt_monai.metrics.instances import ObjectOverlap
 from medt_monai.metrics.object_metrics import (
     AggregatedJaccardIndexMetric,
     ObjectDiceMetric,
@@ -16,6 +16,7 @@ from medt_monai.metrics.object_metrics import (
     compute_object_hausdorff_distance,
     compute_object_panoptic_quality,
 )
+from medt_monai.utils.objects import label_objects
 
 __all__ = [
     "AggregatedJaccardIndexMetric",
@@ -31,5 +32,4 @@ __all__ = [
     "compute_object_hausdorff_distance",
     "compute_object_panoptic_quality",
     "label_objects",
-    "object_metrics_enabled",
 ]

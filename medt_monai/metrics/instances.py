@@ -8,74 +8,19 @@ outside the other.
 
 from __future__ import annotations
 
-import logging
-import numbers
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 from monai.config import NdarrayOrTensor
-from monai.utils import convert_data_type
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from skimage.measure import label as _connected_components
 
-__all__ = ["label_objects", "min_object_size", "ObjectOverlap", "object_metrics_enabled"]
+from medt_monai.utils.objects import as_numpy as _as_numpy
+
+__all__ = ["ObjectOverlap"]
 
 _BLOCK = 8  # side of the pixel blocks of _max_distance
-
-
-def _as_numpy(x: NdarrayOrTensor) -> np.ndarray:
-    return np.asarray(convert_data_type(x, np.ndarray)[0])
-
-
-def min_object_size(min_size: object) -> int:
-    """``min_size`` checked as a minimum object size in pixels: an integer >= 0 (a NumPy integer, or an integral float
-    such as ``400.0`` as a command line may give it, counts; a boolean does not).
-
-    Raises:
-        ValueError: anything else.
-    """
-    if (
-        isinstance(min_size, bool)
-        or not isinstance(min_size, numbers.Real)
-        or int(min_size) != min_size
-        or min_size < 0
-    ):
-        raise ValueError(f"min_size must be an integer >= 0 (pixels), got {min_size!r}.")
-    return int(min_size)
-
-
-def label_objects(mask: NdarrayOrTensor, connectivity: int | None = None, min_size: int = 0) -> np.ndarray:
-    """The objects of a binary mask: its connected components, numbered 1..N in raster order.
-
-    Args:
-        mask: binary mask (non-zero = foreground) with spatial dimensions only, e.g. (H, W).
-        connectivity: which neighbours join a component, as in ``skimage.measure.label``: 1 = pixels sharing a
-            face (4-neighbourhood in 2D) up to ``mask.ndim`` = sharing a face, edge or corner (8-neighbourhood in 2D).
-            None: ``mask.ndim`` (skimage's and MATLAB ``bwlabel``'s default).
-        min_size: components with fewer pixels than this become background before numbering; 0 keeps all.
-
-    Returns:
-        int32 label map of ``mask``'s shape, 0 = background, objects 1..N.
-
-    Raises:
-        ValueError: ``connectivity`` not in 1..``mask.ndim``, or ``min_size`` not an integer >= 0.
-    """
-    fg = _as_numpy(mask) != 0
-    if connectivity is not None and not 1 <= connectivity <= max(fg.ndim, 1):
-        raise ValueError(f"connectivity must be None or in 1..{fg.ndim} for a {fg.ndim}D mask, got {connectivity}.")
-    min_size = min_object_size(min_size)
-    labels = _connected_components(fg, connectivity=connectivity).astype(np.int32, copy=False)
-    if min_size > 1 and labels.max() > 0:
-        area = np.bincount(labels.ravel())
-        keep = area >= min_size
-        keep[0] = False
-        lut = np.zeros(len(area), dtype=np.int32)
-        lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-        labels = lut[labels]
-    return labels
 
 
 def _max_distance(points: np.ndarray, tree: cKDTree, offset: np.ndarray) -> float:
@@ -290,22 +235,3 @@ class ObjectOverlap:
         others = slice(self.n_gt, None) if of_gt else slice(0, self.n_gt)
         gap = np.maximum(np.abs(start[others] - start[me]), np.abs(stop[others] - stop[me]))
         return gap.max(axis=1).astype(np.float64)
-
-
-def object_metrics_enabled(datalist: Sequence[Mapping], key: str = "instance") -> bool:
-    """Whether the object-level metrics can run on ``datalist``: every item has a ground-truth instance map at ``key``.
-
-    When they cannot, one INFO line on the ``medt_monai.metrics`` logger says that they are skipped and why (the
-    bundle's ``evaluate.json`` then reports the pixel metrics only).
-
-    Args:
-        datalist: the evaluated items (dicts with ``"image"``, ``"label"`` and, where the data has them, ``key``).
-        key: the datalist key of the instance maps.
-    """
-    missing = sum(1 for item in datalist if key not in item)
-    if missing:
-        logging.getLogger("medt_monai.metrics").info(
-            f"object-level metrics (object F1/Dice/Hausdorff, AJI, PQ) skipped: {missing} of {len(datalist)} "
-            f"evaluated images have no instance label ('{key}'); this data set provides none."
-        )
-    return missing == 0 and len(datalist) > 0

@@ -23,7 +23,8 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction, convert_data_type, look_up_option
 
-from medt_monai.metrics.instances import ObjectOverlap, label_objects, min_object_size
+from medt_monai.metrics.instances import ObjectOverlap
+from medt_monai.utils.objects import label_objects, min_object_size
 
 __all__ = [
     "compute_object_f1",

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from medt_monai.transforms.array import MaskToLabel, RemoveSmallComponents, ScaleIntensityFullRange, ToChannels
+from medt_monai.transforms.array import (
+    MaskToLabel,
+    RemoveSmallComponents,
+    ScaleIntensityFullRange,
+    ToChannels,
+    pil_to_rgb_or_gray,
+)
+from medt_monai.transforms.chains import AUGMENTATIONS, MODES, augmentation, preprocessing
 from medt_monai.transforms.dictionary import (
     INTENSITY_SCALINGS,
     LoadScaledImageD,
@@ -21,10 +28,15 @@ from medt_monai.transforms.dictionary import (
     ToChannelsd,
     ToChannelsDict,
 )
-from medt_monai.transforms.network_size import network_size_crops, network_size_inferer, network_size_transform
+from medt_monai.transforms.network_size import network_size_crops, network_size_transform
 from medt_monai.transforms.postprocessing import mask_postprocessing
 
 __all__ = [
+    "AUGMENTATIONS",
+    "MODES",
+    "augmentation",
+    "pil_to_rgb_or_gray",
+    "preprocessing",
     "INTENSITY_SCALINGS",
     "LoadScaledImaged",
     "LoadScaledImageD",
@@ -47,6 +59,5 @@ __all__ = [
     "RemoveSmallComponentsDict",
     "network_size_transform",
     "network_size_crops",
-    "network_size_inferer",
     "mask_postprocessing",
 ]

@@ -11,7 +11,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import ScaleIntensityRange, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
-from medt_monai.metrics.instances import label_objects, min_object_size
+from medt_monai.utils.objects import label_objects, min_object_size
 
 __all__ = ["ToChannels", "MaskToLabel", "ScaleIntensityFullRange", "RemoveSmallComponents", "source_name"]
 
@@ -26,6 +26,22 @@ def source_name(img: Any, default: str = "<array>") -> str:
         if name:
             return str(name)
     return default
+
+
+def pil_to_rgb_or_gray(img):  # type: ignore[no-untyped-def]
+    """PIL converter for images: palette ("P") and CMYK/YCbCr to RGB(A), 1-bit to L; others unchanged.
+
+    Pass as ``PILReader(converter=pil_to_rgb_or_gray)`` so palette images are read as colours
+    (MONAI's PILReader would otherwise return palette indices). Not for masks: palette masks
+    should stay indices.
+    """
+    if img.mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return img.convert("RGB")
+    if img.mode == "1":
+        return img.convert("L")
+    return img
 
 
 def _range_max(x: torch.Tensor) -> float:

@@ -16,7 +16,13 @@ from monai.transforms import (
 )
 from monai.utils import look_up_option
 
-from medt_monai.transforms.array import MaskToLabel, RemoveSmallComponents, ScaleIntensityFullRange, ToChannels
+from medt_monai.transforms.array import (
+    MaskToLabel,
+    RemoveSmallComponents,
+    ScaleIntensityFullRange,
+    ToChannels,
+    pil_to_rgb_or_gray,
+)
 
 __all__ = [
     "INTENSITY_SCALINGS",
@@ -117,7 +123,7 @@ class LoadScaledImaged(MapTransform):
     The image half of every chain the bundle runs (training, validation, evaluation, inference):
 
     1. :class:`~monai.transforms.LoadImaged` in the stored type, channel first; PNG/BMP/JPEG/TIFF through
-       :class:`~monai.data.PILReader` with :func:`medt_monai.data.pil_to_rgb_or_gray` (palette images as their colours),
+       :class:`~monai.data.PILReader` with :func:`~medt_monai.transforms.pil_to_rgb_or_gray` (palette images as their colours),
        NIfTI and the other formats through MONAI's readers;
     2. ``intensity="full_range"``: :class:`ScaleIntensityFullRanged` (by the stored type: 8-bit by 255, 16-bit by
        65535, floats by ``float_max``); ``"percentile"``: each image's 0.5-99.5 percentile range to 0..1, clipped;
@@ -144,8 +150,6 @@ class LoadScaledImaged(MapTransform):
         float_max: float = 255.0,
         allow_missing_keys: bool = False,
     ) -> None:
-        from medt_monai.data.pipeline import pil_to_rgb_or_gray
-
         super().__init__(keys, allow_missing_keys)
         scaling: MapTransform | Compose = ScaleIntensityFullRanged(keys, float_max, allow_missing_keys)
         if look_up_option(intensity, INTENSITY_SCALINGS) == "percentile":

@@ -1,7 +1,7 @@
 """How images reach the network's input size: squeezed to ``img_size`` or zoomed by ``image_scale``.
 
-The bundle's ``--image_scale`` switches between the two; these helpers hold that decision once for the transforms of
-``train.json``, ``evaluate.json`` and ``inference.json`` and for the matching inferer.
+The bundle's ``--image_scale`` switches between the two; these helpers hold that decision once for the transform chains
+(:mod:`medt_monai.transforms.chains`); :func:`medt_monai.inferers.network_size_inferer` is the matching inferer.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import numbers
 from collections.abc import Sequence
 
 from monai.config import KeysCollection
-from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.transforms import MapTransform, RandSpatialCropd, RandSpatialCropSamplesd, Resized, SpatialPadd, Zoomd
 
-__all__ = ["network_size_transform", "network_size_crops", "network_size_inferer"]
+__all__ = ["network_size_transform", "network_size_crops"]
 
 
 def network_size_transform(
@@ -65,11 +64,3 @@ def network_size_crops(
         else RandSpatialCropSamplesd(keys=keys, roi_size=size, num_samples=num_crops, random_size=False)
     )
     return [SpatialPadd(keys=keys, spatial_size=size, mode="reflect"), crop]
-
-
-def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inferer:
-    """The inferer for :func:`network_size_transform`'s output: the whole image at once, or (zoomed images of any
-    size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap."""
-    if image_scale is None:
-        return SimpleInferer()
-    return SlidingWindowInferer(roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian")
