@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_helpers import _eval_output_bias
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundle"
@@ -225,8 +226,7 @@ def workspace(tmp_path_factory, ml_python):
         logits = net(torch.as_tensor(x)[None].float())[0]
     n_out = logits.shape[0]
     state = net.state_dict()
-    out_biases = [k for k, v in state.items() if k.endswith(".bias") and tuple(v.shape) == (n_out,)]
-    head_bias = [k for k in out_biases if not k.startswith(("global_head.", "local_head."))][-1]  # not training-only
+    head_bias = _eval_output_bias(state, n_out)
     fg = 0 if n_out == 1 else 1
     margin = logits[0] if n_out == 1 else logits[1] - torch.cat([logits[:1], logits[2:]]).amax(0)
     margin = margin.flatten().sort().values
