@@ -102,10 +102,10 @@ def test_evaluate_skips_object_metrics_without_instance_labels(caplog):
     parser = ConfigParser()
     parser.read_config([TRAIN, EVALUATE])
     parser["validate#dataset#data"] = [{"image": "a.png", "label": "a_mask.png"}, {"image": "b.png", "label": "b.png"}]
-    with caplog.at_level(logging.INFO, logger="medt_monai.metrics"):
+    with caplog.at_level(logging.INFO, logger="medt_monai.bundle"):
         metrics = parser.get_parsed_content("validate#evaluator#additional_metrics")
     assert set(metrics) == {"test_mean_iou"}
-    lines = [r.getMessage() for r in caplog.records if r.name == "medt_monai.metrics"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "medt_monai.bundle"]
     assert len(lines) == 1 and "skipped" in lines[0] and "2 of 2" in lines[0], lines
     parser["validate#dataset#data"] = [{"image": "a.png", "label": "a_mask.png", "instance": "a_inst.png"}]
     parser.parse()  # forget the values resolved above

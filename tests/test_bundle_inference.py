@@ -294,7 +294,7 @@ def test_inference_without_images_is_an_error_before_any_work(tmp_path):
         error = _config_error(_parser(INFERENCE, dataset_dir=str(folder)), "datalist")
         assert isinstance(error, kind) and str(folder) in str(error) and message in str(error), error
     with pytest.raises(Exception) as info:  # the whole workflow, as `python -m monai.bundle run` runs it
-        monai.bundle.run(config_file=INFERENCE, logging_file=False, dataset_dir=str(tmp_path / "empty"),
+        monai.bundle.run(config_file=INFERENCE, logging_file=False, dataset_dir=str(tmp_path / "empty"), bundle_root=str(BUNDLE),
                          output_dir=str(tmp_path / "out"), img_size=IMG, device="$torch.device('cpu')")  # fmt: skip
     assert "no image files" in "".join(str(e) for e in (info.value, info.value.__cause__))
     assert not (tmp_path / "out").exists()

@@ -119,7 +119,7 @@ def test_reproduce_then_figures_on_the_demo_set(tmp_path):
         assert 0.0 <= float(row["object_f1"]) <= 1.0  # the demo set has gland instance labels
     assert int(rows[1]["parameters"]) == sum(p.numel() for p in MedT(img_size=64).parameters())
     table = (tmp_path / "runs" / "results.md").read_text()
-    assert "| MedT, gates before norm (authors' code) |" in table and "| U-Net (MONAI `UNet`) |" in table
+    assert "| MedT (Local-Global, gated axial attention) |" in table and "| U-Net (MONAI `UNet`) |" in table
     first = json.loads((tmp_path / "runs" / "demo" / "medt" / "result.json").read_text())
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # finished models are not retrained
     assert (

@@ -112,24 +112,20 @@ def augmentation(name: str = "dihedral_color_affine", flip_prob: float = 0.5) ->
     if name not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {name!r}.")
     level = AUGMENTATIONS.index(name)
-    presets: list[list[MapTransform]] = [
-        [],
-        [RandFlipd(_PAIR, prob=flip_prob, spatial_axis=0)],
-        [RandRotate90d(_PAIR, prob=0.75, max_k=3)],
-        [
+    transforms: list[MapTransform] = []
+    if level >= AUGMENTATIONS.index("flip"):
+        transforms.append(RandFlipd(_PAIR, prob=flip_prob, spatial_axis=0))
+    if level >= AUGMENTATIONS.index("dihedral"):
+        transforms.append(RandRotate90d(_PAIR, prob=0.75, max_k=3))
+    if level >= AUGMENTATIONS.index("dihedral_color"):
+        transforms += [
             RandScaleIntensityd("image", factors=0.1, channel_wise=True, prob=0.5),
             RandShiftIntensityd("image", offsets=0.05, channel_wise=True, prob=0.5),
             RandAdjustContrastd("image", gamma=[0.7, 1.5], prob=0.3),
-        ],
-        [
-            RandAffined(
-                _PAIR,
-                prob=0.5,
-                rotate_range=0.26,
-                scale_range=0.15,
-                mode=["bilinear", "nearest"],
-                padding_mode="reflection",
-            ),
-        ],  # fmt: skip
-    ]
-    return [transform for preset in presets[: level + 1] for transform in preset]
+        ]
+    if level >= AUGMENTATIONS.index("dihedral_color_affine"):
+        transforms.append(
+            RandAffined(_PAIR, prob=0.5, rotate_range=0.26, scale_range=0.15, mode=["bilinear", "nearest"],
+                        padding_mode="reflection")
+        )  # fmt: skip
+    return transforms
