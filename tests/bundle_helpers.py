@@ -27,6 +27,8 @@ INFERENCE = str(CONFIGS / "inference.json")
 
 PIXEL_METRICS = ["test_mean_dice", "test_mean_iou"]
 OBJECT_METRICS = ["test_object_f1", "test_object_dice", "test_object_hausdorff", "test_aji", "test_pq"]
+#: the GlaS challenge's object F1 of a test part: pooled over the images from their (TP, FP, FN), not a mean
+POOLED_F1 = "test_object_f1_pooled"
 
 IMG = 64  # MedT needs a multiple of 64 (4x4 patch grid of 16x16 patches)
 N_TRAIN, N_VAL, N_TEST = 8, 3, 3

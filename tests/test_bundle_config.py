@@ -27,6 +27,8 @@ def test_inference_config_network_matches_training_config():
         "image_scale",
         "in_channels",
         "num_classes",
+        "output",
+        "network_args",
         "intensity",
         "intensity_max",
         "window_inferer",
@@ -150,7 +152,9 @@ def test_metric_names_carry_the_workflow_prefix_from_one_definition():
     assert list(evaluate.get_parsed_content("validate#key_metric")) == ["test_mean_dice"]
     assert list(evaluate.get_parsed_content("validate#evaluator#additional_metrics")) == [
         "test_mean_iou",
-        *OBJECT_METRICS,
+        "test_object_f1",
+        "test_object_f1_pooled",
+        *OBJECT_METRICS[1:],
     ]
 
 

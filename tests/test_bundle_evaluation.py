@@ -13,7 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import EVALUATE, INFERENCE, N_TEST, OBJECT_METRICS, PIXEL_METRICS, TRAIN, _configs, _ok, _run
+from bundle_helpers import (
+    EVALUATE,
+    INFERENCE,
+    N_TEST,
+    OBJECT_METRICS,
+    PIXEL_METRICS,
+    POOLED_F1,
+    TRAIN,
+    _configs,
+    _ok,
+    _run,
+)
+
+from medt_monai.metrics import pooled_object_f1
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -32,7 +45,7 @@ def test_evaluate_writes_per_image_and_mean_metrics_on_the_test_split(work, trai
     log = _ok(_run(args))
     assert "test_mean_dice" in log
     metrics = dict(line.split(",") for line in (out / "metrics.csv").read_text().split())
-    assert set(metrics) == set(PIXEL_METRICS + OBJECT_METRICS)  # the demo set has gland instance labels
+    assert set(metrics) == {*PIXEL_METRICS, *OBJECT_METRICS, POOLED_F1}  # the demo set has gland instance labels
     # progress, then one summary line with the count, the time and the metrics of metrics.csv
     assert f"[{N_TEST}/{N_TEST}]" in log, log[-3000:]
     summary = re.search(rf"{N_TEST} images in [\d.]+ s \([\d.]+ s per image\); (.*)\n", log)
@@ -53,13 +66,21 @@ def test_evaluate_writes_per_image_and_mean_metrics_on_the_test_split(work, trai
         # the mean in metrics.csv is the mean of the per-image values (NaN images left out; all NaN: NaN)
         mean = np.nanmean(values) if not np.isnan(values).all() else np.nan
         assert float(metrics[name]) == pytest.approx(mean, abs=1e-4, nan_ok=True), name
+    # the pooled object F1: per image the (TP, FP, FN) counts, in metrics.csv 2 TP / (2 TP + FP + FN) of their sums
+    counts = np.array(
+        [[float(v) for v in r.split(",")[1:4]] for r in (out / f"{POOLED_F1}_raw.csv").read_text().split()[1:]]
+    )
+    assert counts.shape == (N_TEST, 3) and (counts >= 0).all() and (counts == counts.round()).all()
+    assert float(metrics[POOLED_F1]) == pytest.approx(pooled_object_f1(counts), abs=1e-4)
     # all metrics side by side, per image and for the whole split
     table = _csv(out / "metrics_per_image.csv")
     assert [r["filename"] for r in table] == files and {r["group"] for r in table} == {"all"}
-    assert set(table[0]) == {"filename", "group", *PIXEL_METRICS, *OBJECT_METRICS}
+    assert set(table[0]) == {"filename", "group", *PIXEL_METRICS, *OBJECT_METRICS, POOLED_F1}
+    for r in table:  # pooled over one image: that image's object F1
+        assert float(r[POOLED_F1]) == pytest.approx(float(r["test_object_f1"]), abs=2e-4)
     (row,) = _csv(out / "metrics_by_group.csv")
     assert row["group"] == "all" and row["images"] == str(N_TEST)
-    for name in PIXEL_METRICS + OBJECT_METRICS:
+    for name in PIXEL_METRICS + OBJECT_METRICS + [POOLED_F1]:
         assert float(row[name]) == pytest.approx(float(metrics[name]), abs=1e-4, nan_ok=True), name
 
 
@@ -91,6 +112,12 @@ def test_evaluate_reports_the_glas_test_parts_separately(work, trained, tmp_path
         mean_a = np.nanmean(a) if not np.isnan(a).all() else np.nan
         assert float(groups["testA"][name]) == pytest.approx(mean_a, abs=2e-4, nan_ok=True), name
         assert float(groups["testB"][name]) == pytest.approx(values["testB_1"], abs=2e-4, nan_ok=True), name
+    # the challenge's score of a test part: object F1 pooled over its images' detection counts
+    counts = {Path(r.split(",")[0]).stem: [float(v) for v in r.split(",")[1:4]]
+              for r in (out / f"{POOLED_F1}_raw.csv").read_text().split()[1:]}  # fmt: skip
+    pooled_a = pooled_object_f1(np.array([counts["testA_1"], counts["testA_2"]]))
+    assert float(groups["testA"][POOLED_F1]) == pytest.approx(pooled_a, abs=1e-4)
+    assert float(groups["all"][POOLED_F1]) == pytest.approx(pooled_object_f1(np.array(list(counts.values()))), abs=1e-4)
 
 
 def test_evaluate_skips_object_metrics_without_instance_labels(caplog):
@@ -109,7 +136,11 @@ def test_evaluate_skips_object_metrics_without_instance_labels(caplog):
     assert len(lines) == 1 and "skipped" in lines[0] and "2 of 2" in lines[0], lines
     parser["validate#dataset#data"] = [{"image": "a.png", "label": "a_mask.png", "instance": "a_inst.png"}]
     parser.parse()  # forget the values resolved above
-    assert set(parser.get_parsed_content("validate#evaluator#additional_metrics")) == {"test_mean_iou", *OBJECT_METRICS}
+    assert set(parser.get_parsed_content("validate#evaluator#additional_metrics")) == {
+        "test_mean_iou",
+        *OBJECT_METRICS,
+        POOLED_F1,
+    }
 
 
 def test_object_min_size_removes_small_components_from_written_and_scored_masks(work, tmp_path):

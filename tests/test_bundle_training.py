@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from bundle_helpers import (
     BUNDLE,
     CONFIGS,
     EVALUATE,
+    IMG,
+    INFERENCE,
     N_TEST,
     N_TRAIN,
     ROOT,
@@ -519,3 +523,63 @@ def test_default_training_command_on_demo_data(tmp_path):
     last = re.findall(r"val_mean_dice: ([0-9.]+) val_mean_iou: ([0-9.]+)", log)[-1]
     print(f"default demo training: {wall:.0f} s, last validation Dice {last[0]}, IoU {last[1]}")
     assert wall < 420, f"default demo training took {wall:.0f} s"
+
+
+def test_output_instances_trains_evaluates_and_writes_instance_maps_through_the_bundle(work, tmp_path):
+    """``--output instances``: the network learns background / interior / boundary from the instance maps, evaluation
+    scores the watershed's objects, and inference writes each image's instance map (uint16, 0 background, 1..N)
+    beside its mask, the mask being the instances' foreground."""
+    from PIL import Image
+
+    options = ["--output", "instances", "--boundary_weight", "2.0"]
+    log = _ok(_run(_train_args(work, tmp_path, "--max_epochs", "2", *options)))
+    assert _epochs_completed(log) == [1, 2]
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert state["head.2.weight"].shape[0] == 3 and state["global_head.weight"].shape[0] == 3  # three classes
+    model = str(tmp_path / "models" / "model.pt")
+    evaluate = [
+        "run", "--config_file", _configs(TRAIN, EVALUATE, work["subset"]), *work["common"], *options,
+        "--output_dir", str(tmp_path / "evaluate"), "--ckpt_path", model,
+    ]  # fmt: skip
+    _ok(_run(evaluate))
+    metrics = dict(line.split(",") for line in (tmp_path / "evaluate" / "metrics.csv").read_text().split())
+    assert {"test_mean_dice", "test_object_f1", "test_object_f1_pooled", "test_aji"} <= set(metrics)
+    images = sorted((work["demo"] / "test" / "img").glob("*.png"))[:2]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    infer = [
+        "run", "--config_file", str(INFERENCE), "--dataset_dir", str(folder), "--output_dir", str(folder),
+        "--ckpt_path", model, "--img_size", str(IMG), "--output", "instances",
+    ]  # fmt: skip
+    for _ in range(2):  # the second run into the same folder leaves the first run's outputs alone
+        _ok(_run(infer))
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == sorted(
+        [i.name for i in images] + [f"{i.stem}_{s}.png" for i in images for s in ("seg", "instances")]
+    )
+    for image in images:
+        instances = Image.open(folder / f"{image.stem}_instances.png")
+        mask = np.asarray(Image.open(folder / f"{image.stem}_seg.png"))
+        assert instances.mode == "I;16" and instances.size == Image.open(image).size
+        ids = np.asarray(instances)
+        assert set(np.unique(ids[ids > 0]).tolist()) == set(range(1, int(ids.max()) + 1))  # objects 1..N
+        np.testing.assert_array_equal(mask > 0, ids > 0)
+
+
+def test_output_instances_without_instance_labels_is_refused_before_training(work, tmp_path):
+    folder = tmp_path / "data"
+    for split, count in (("train", 3), ("val", 2), ("test", 2)):
+        for sub in ("img", "labelcol"):
+            (folder / split / sub).mkdir(parents=True)
+            for image in sorted((work["demo"] / "train" / sub).glob("*.png"))[:count]:
+                shutil.copy(image, folder / split / sub / image.name)
+    args = [
+        "run", "training", "--config_file", str(TRAIN), "--dataset", "medt", "--data_dir", str(folder),
+        "--output", "instances", "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
+    ]  # fmt: skip
+    r = _run(args)
+    log = r.stdout + r.stderr
+    assert r.returncode != 0 and "--output instances learns the border between objects from instance maps" in log
+    assert "3 of the 3 train images have none" in log and not (tmp_path / "models" / "model.pt").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import torch
 
 from medt_monai.networks.registry import get_network
 
-__all__ = ["check_workflow", "size_divisor"]
+__all__ = ["check_instance_labels", "check_workflow", "size_divisor"]
 
 
 def size_divisor(network: torch.nn.Module) -> tuple[int, int] | None:
@@ -91,3 +91,25 @@ def check_workflow(
             raise FileNotFoundError(f"--{option} {file}: file not found.")
         if path.stat().st_size == 0:
             raise ValueError(f"--{option} {file}: the file is empty (0 bytes), not a checkpoint.")
+
+
+def check_instance_labels(splits: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "instance") -> None:
+    """Raise a clear error when training for instances (``--output instances``) on data without instance maps.
+
+    Args:
+        splits: the workflow's ``{"train": [...], "validation": [...], ...}`` datalists.
+        key: the datalist key of the instance maps.
+
+    Raises:
+        ValueError: an image of the training or validation split has no instance map (the message names it).
+    """
+    for split in ("train", "validation"):
+        items = splits.get(split, [])
+        missing = [item for item in items if key not in item]
+        if missing:
+            raise ValueError(
+                f"--output instances learns the border between objects from instance maps, but {len(missing)} of "
+                f"the {len(items)} {split} images have none (e.g. {missing[0].get('image')}); give the data set its "
+                f"instance labels (GlaS labelinst/, MoNuSeg XML, a MedT-layout labelinst/ folder of 8- or 16-bit "
+                f"id images, a '{key}' entry in a Decathlon datalist), or train with --output semantic."
+            )

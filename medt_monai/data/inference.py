@@ -21,7 +21,7 @@ def image_datalist(
     folder: str | Path,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
     output_dir: str | Path | None = None,
-    output_postfix: str = "seg",
+    output_postfix: str | Sequence[str] = "seg",
 ) -> list[dict]:
     """``{"image": path}`` items for the image files directly in ``folder`` (hidden files left out), sorted by path.
 
@@ -34,7 +34,7 @@ def image_datalist(
         extensions: the file name endings that count as images (case-insensitive).
         output_dir: the folder inference writes its masks to (the bundle's ``output_dir``), or None.
         output_postfix: what inference appends to an image's name for its mask (the bundle's ``output_postfix``,
-            as MONAI's ``SaveImaged``).
+            as MONAI's ``SaveImaged``), or several (the mask's and the instance map's).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or is not a folder.
@@ -50,21 +50,23 @@ def image_datalist(
         for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(endings)
     ]
-    own = _own_outputs(folder, files, output_dir, output_postfix)
+    postfixes = [output_postfix] if isinstance(output_postfix, str) else list(output_postfix)
+    own = _own_outputs(folder, files, output_dir, postfixes)
+    named = " or ".join(f"*_{postfix}.<ext>" for postfix in postfixes)
     if own:
         logger.warning(
-            f"{folder}: skipped {len(own)} file(s) named *_{output_postfix}.<ext> (e.g. {own[0].name}): this folder is "
+            f"{folder}: skipped {len(own)} file(s) named {named} (e.g. {own[0].name}): this folder is "
             f"also the output folder (output_dir), so they are taken for masks of an earlier inference run. Write the "
             f"masks to another output_dir to segment them."
         )
     items = [{"image": str(p)} for p in files if p not in own]
     if not items:
-        skipped = f"; {len(own)} earlier output mask(s) *_{output_postfix}.<ext> left out" if own else ""
+        skipped = f"; {len(own)} earlier output mask(s) {named} left out" if own else ""
         raise ValueError(f"{folder}: no image files ({', '.join(endings)}) in this folder (dataset_dir){skipped}.")
     return items
 
 
-def _own_outputs(folder: Path, files: list[Path], output_dir: str | Path | None, output_postfix: str) -> list[Path]:
+def _own_outputs(folder: Path, files: list[Path], output_dir: str | Path | None, postfixes: list[str]) -> list[Path]:
     """The ``files`` of ``folder`` that inference's own masks would be named like, when it writes into ``folder``.
 
     Raises:
@@ -72,12 +74,12 @@ def _own_outputs(folder: Path, files: list[Path], output_dir: str | Path | None,
     """
     if output_dir is None or Path(output_dir).expanduser().resolve() != folder.resolve():
         return []
-    if not output_postfix:
+    if not all(postfixes):
         raise ValueError(
             f"{folder}: output_dir is the folder of images (dataset_dir) and output_postfix is empty, so the masks "
             "would overwrite the images; set output_postfix (e.g. 'seg') or another output_dir."
         )
-    return [p for p in files if _stem_and_ending(p.name)[0].endswith(f"_{output_postfix}")]
+    return [p for p in files if _stem_and_ending(p.name)[0].endswith(tuple(f"_{postfix}" for postfix in postfixes))]
 
 
 class ReadableImages:

@@ -27,6 +27,8 @@ def get_transforms(
     augmentation: str = "dihedral_color_affine",
     flip_prob: float = 0.5,
     instance_key: str = "instance",
+    output: str = "semantic",
+    boundary_width: int = 2,
 ) -> Compose:
     """The transform chain of one workflow for 2D segmentation data: the chain ``python -m monai.bundle run`` applies
     (the bundle's configs call this function with their settings).
@@ -53,7 +55,11 @@ def get_transforms(
         crops_per_image: ``"train"`` with ``image_scale``: random crops per image and epoch.
         augmentation: ``"train"``: one of :data:`medt_monai.transforms.AUGMENTATIONS` (``"none"``: no augmentation).
         flip_prob: ``"train"``: probability of the random flip.
-        instance_key: ``"test"``: datalist key of the instance maps.
+        instance_key: datalist key of the instance maps (``"test"``, and the training target with instances).
+        output: ``"semantic"`` (the mask) or ``"instances"`` (``"train"`` and ``"eval"`` learn the three classes of
+            :class:`~medt_monai.transforms.InstancesToBoundaryClasses` made from the instance map), see
+            :data:`medt_monai.transforms.OUTPUTS`.
+        boundary_width: ``output="instances"``: the boundary band's width in the network's pixels.
 
     Raises:
         ValueError: unknown ``mode``, ``intensity`` or ``augmentation``, an ``img_size`` that is not one positive int,
@@ -62,7 +68,17 @@ def get_transforms(
     if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
         raise ValueError(f"img_size must be one positive int (the bundle's square input size), got {img_size!r}.")
     chain = preprocessing(
-        mode, img_size, image_scale, in_channels, intensity, intensity_max, binary, threshold, instance_key
+        mode,
+        img_size,
+        image_scale,
+        in_channels,
+        intensity,
+        intensity_max,
+        binary,
+        threshold,
+        instance_key,
+        output,
+        boundary_width,
     )
     if mode == "train":
         chain += network_size_crops(["image", "label"], img_size, image_scale, crops_per_image)

@@ -13,6 +13,7 @@ from medt_monai.handlers.object_metrics import (
     ObjectF1,
     ObjectHausdorffDistance,
     ObjectPanopticQuality,
+    PooledObjectF1,
 )
 from medt_monai.handlers.summary import RunSummaryHandler
 
@@ -26,6 +27,7 @@ __all__ = [
     "ObjectF1",
     "ObjectHausdorffDistance",
     "ObjectPanopticQuality",
+    "PooledObjectF1",
     "ResumeCheckpointLoader",
     "RunSummaryHandler",
 ]

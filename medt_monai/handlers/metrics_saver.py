@@ -41,7 +41,9 @@ class GroupedMetricsSaver(MetricsSaver):
     - ``metrics_per_image.csv``: ``filename``, ``group``, then one column per metric (the per-image value; for
       multi-channel details the mean over channels, as the ``mean`` column of ``<metric>_raw.csv``);
     - ``metrics_by_group.csv``: ``group``, ``images``, then each metric's mean over the group's images (NaN values
-      skipped, as in ``metrics.csv``), one row per group that has images and a last row ``all``.
+      skipped, as in ``metrics.csv``), one row per group that has images and a last row ``all``. A metric of
+      ``pooled`` is instead pooled over the group's images by its function (the GlaS challenge's object F1 of a test
+      part, from the images' detection counts), in both tables (an image's row: pooled over that image alone).
 
     Args:
         save_dir: folder of the files.
@@ -56,6 +58,8 @@ class GroupedMetricsSaver(MetricsSaver):
         groups: group name -> regular expression searched in each image's file name (without folders), e.g.
             ``{"testA": "^testA_", "testB": "^testB_"}`` for the GlaS test parts. An image belongs to the first
             group whose expression matches; images matching none appear only in ``all``. None: only ``all``.
+        pooled: metric name -> function of the ``(N, C)`` per-image details of N images that pools them into one
+            value, e.g. ``{"test_object_f1_pooled": medt_monai.metrics.pooled_object_f1}``.
 
     Raises:
         ValueError: ``metric_details`` is None, a group is named ``"all"``, or an expression does not compile.
@@ -72,6 +76,7 @@ class GroupedMetricsSaver(MetricsSaver):
         delimiter: str = ",",
         output_type: str = "csv",
         groups: Mapping[str, str] | None = None,
+        pooled: Mapping[str, Callable[[np.ndarray], float]] | None = None,
     ) -> None:
         if metric_details is None:
             raise ValueError("GroupedMetricsSaver needs metric_details (metric names or '*'), got None.")
@@ -85,6 +90,7 @@ class GroupedMetricsSaver(MetricsSaver):
             delimiter=delimiter,
             output_type=output_type,
         )
+        self.pooled = dict(pooled or {})
         self.groups: dict[str, re.Pattern] = {}
         for name, pattern in (groups or {}).items():
             if name == ALL:
@@ -114,8 +120,7 @@ class GroupedMetricsSaver(MetricsSaver):
         for name, values in getattr(engine.state, "metric_details", {}).items():
             if name in wanted or "*" in wanted:
                 v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-                v = v.reshape(len(v), -1).astype(np.float64) if v.ndim else v.reshape(1, 1)
-                columns[name] = np.array([_nanmean(row) for row in v])
+                columns[name] = v.reshape(len(v), -1).astype(np.float64) if v.ndim else v.reshape(1, 1)
         if not columns:
             return
         for name, col in columns.items():
@@ -124,7 +129,7 @@ class GroupedMetricsSaver(MetricsSaver):
         group = [self.group_of(f) for f in images]
         rows = [["filename", "group", *columns]]
         for i, (filename, name) in enumerate(zip(images, group)):
-            rows.append([filename, name, *(f"{c[i]:.4f}" for c in columns.values())])
+            rows.append([filename, name, *(f"{self._reduce(m, c[i : i + 1]):.4f}" for m, c in columns.items())])
         save_dir = Path(self.save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         self._write_csv(save_dir / "metrics_per_image.csv", rows)
@@ -132,9 +137,16 @@ class GroupedMetricsSaver(MetricsSaver):
         for name in [*self.groups, ALL]:
             member = np.array([name == ALL or g == name for g in group], dtype=bool)
             if member.any():
-                means = (f"{_nanmean(c[member]):.4f}" for c in columns.values())
+                means = (f"{self._reduce(m, c[member]):.4f}" for m, c in columns.items())
                 table.append([name, str(int(member.sum())), *means])
         self._write_csv(save_dir / "metrics_by_group.csv", table)
+
+    def _reduce(self, name: str, details: np.ndarray) -> float:
+        """One value of metric ``name`` from the ``(n, C)`` details of n images: pooled, or the mean over the images of
+        each image's mean over the channels (NaN skipped)."""
+        if name in self.pooled:
+            return float(self.pooled[name](details))
+        return _nanmean(np.array([_nanmean(row) for row in details]))
 
     def _write_csv(self, path: Path, rows: Sequence[Sequence[str]]) -> None:
         """Write ``rows`` to ``path`` with :mod:`csv`, atomically, each line ending in a line feed.

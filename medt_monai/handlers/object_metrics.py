@@ -14,9 +14,17 @@ from medt_monai.metrics import (
     ObjectHausdorffDistanceMetric,
     ObjectMetric,
     ObjectPanopticQualityMetric,
+    PooledObjectF1Metric,
 )
 
-__all__ = ["ObjectF1", "ObjectDice", "ObjectHausdorffDistance", "AggregatedJaccardIndex", "ObjectPanopticQuality"]
+__all__ = [
+    "ObjectF1",
+    "PooledObjectF1",
+    "ObjectDice",
+    "ObjectHausdorffDistance",
+    "AggregatedJaccardIndex",
+    "ObjectPanopticQuality",
+]
 
 
 class _ObjectMetricHandler(IgniteMetricHandler):
@@ -28,6 +36,8 @@ class _ObjectMetricHandler(IgniteMetricHandler):
             default None).
         min_size: predicted components smaller than this many pixels are dropped; 0 (default) keeps all.
         reduction: MONAI reduction of the per-image scores (NaN skipped), default ``"mean"``.
+        pred_instances: the prediction is an instance map whose ids are the objects (see
+            :class:`~medt_monai.metrics.ObjectMetric`).
         output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``: the binarised prediction
             (batch-first ``(B, C, *spatial)`` or a list of ``(C, *spatial)``) and the ground-truth instance maps
             (``(B, 1, *spatial)`` or a list of ``(1, *spatial)``), e.g. ``from_engine(["pred", "instance"])``.
@@ -43,8 +53,11 @@ class _ObjectMetricHandler(IgniteMetricHandler):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         output_transform: Callable = lambda x: x,
         save_details: bool = True,
+        pred_instances: bool = False,
     ) -> None:
-        metric_fn = self.metric_class(connectivity=connectivity, min_size=min_size, reduction=reduction)
+        metric_fn = self.metric_class(
+            connectivity=connectivity, min_size=min_size, reduction=reduction, pred_instances=pred_instances
+        )
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
 
 
@@ -93,3 +106,13 @@ class ObjectPanopticQuality(_ObjectMetricHandler):
     """
 
     metric_class = ObjectPanopticQualityMetric
+
+
+class PooledObjectF1(_ObjectMetricHandler):
+    """GlaS object F1 pooled over the images (:class:`medt_monai.metrics.PooledObjectF1Metric`): the challenge's score
+    of a test part. Its per-image details are the detection counts ``(TP, FP, FN)``;
+    :class:`~medt_monai.handlers.GroupedMetricsSaver` pools them per group with
+    :func:`medt_monai.metrics.pooled_object_f1`. Arguments as the base class.
+    """
+
+    metric_class = PooledObjectF1Metric

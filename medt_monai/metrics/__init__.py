@@ -10,11 +10,14 @@ from medt_monai.metrics.object_metrics import (
     ObjectHausdorffDistanceMetric,
     ObjectMetric,
     ObjectPanopticQualityMetric,
+    PooledObjectF1Metric,
     compute_aggregated_jaccard_index,
+    compute_object_detection_counts,
     compute_object_dice,
     compute_object_f1,
     compute_object_hausdorff_distance,
     compute_object_panoptic_quality,
+    pooled_object_f1,
 )
 from medt_monai.utils.objects import label_objects
 
@@ -26,6 +29,9 @@ __all__ = [
     "ObjectMetric",
     "ObjectOverlap",
     "ObjectPanopticQualityMetric",
+    "PooledObjectF1Metric",
+    "compute_object_detection_counts",
+    "pooled_object_f1",
     "compute_aggregated_jaccard_index",
     "compute_object_dice",
     "compute_object_f1",

@@ -24,7 +24,7 @@ from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction, convert_data_type, look_up_option
 
 from medt_monai.metrics.instances import ObjectOverlap
-from medt_monai.utils.objects import label_objects, min_object_size
+from medt_monai.utils.objects import drop_small_objects, label_objects, min_object_size
 
 __all__ = [
     "compute_object_f1",
@@ -38,6 +38,9 @@ __all__ = [
     "ObjectHausdorffDistanceMetric",
     "AggregatedJaccardIndexMetric",
     "ObjectPanopticQualityMetric",
+    "PooledObjectF1Metric",
+    "compute_object_detection_counts",
+    "pooled_object_f1",
 ]
 
 
@@ -71,13 +74,37 @@ def compute_object_f1(pred: NdarrayOrTensor, gt: NdarrayOrTensor) -> float:
     Raises:
         ValueError: shapes differ, or ids are negative or not whole numbers.
     """
-    o, edge = _overlap(pred, gt, 1.0, 0.0)
-    if edge is not None:
-        return edge
+    return pooled_object_f1(np.asarray([compute_object_detection_counts(pred, gt)]))
+
+
+def compute_object_detection_counts(pred: NdarrayOrTensor, gt: NdarrayOrTensor) -> tuple[int, int, int]:
+    """The GlaS detection counts of one image, ``(TP, FP, FN)``, with the matching of :func:`compute_object_f1`.
+
+    Raises:
+        ValueError: shapes differ, or ids are negative or not whole numbers.
+    """
+    o = ObjectOverlap.from_maps(pred, gt)
     matched = o.gt_of_pred >= 0
     covered = o.intersection[o.gt_of_pred[matched], np.flatnonzero(matched)] / o.gt_area[o.gt_of_pred[matched]]
     tp = int((covered > 0.5).sum())
-    return 2.0 * tp / (o.n_pred + o.n_gt)  # 2 TP / (2 TP + FP + FN) with FP = n_pred - TP, FN = n_gt - TP
+    return tp, o.n_pred - tp, o.n_gt - tp
+
+
+def pooled_object_f1(counts: np.ndarray) -> float:
+    """Object F1 of several images pooled as the GlaS challenge scores a test part: ``2 TP / (2 TP + FP + FN)`` of the
+    counts summed over the images (not the mean of the images' F1).
+
+    Args:
+        counts: ``(N, 3)`` per-image ``(TP, FP, FN)`` (:func:`compute_object_detection_counts`).
+
+    Returns:
+        the pooled F1; 1 when no image has an object in prediction or ground truth, NaN for no image.
+    """
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
+    if len(counts) == 0:
+        return float("nan")
+    tp, fp, fn = counts.sum(axis=0)
+    return 1.0 if tp + fp + fn == 0 else float(2.0 * tp / (2.0 * tp + fp + fn))
 
 
 def _weighted_both_ways(o: ObjectOverlap, per_gt: np.ndarray, per_pred: np.ndarray) -> float:
@@ -221,8 +248,10 @@ def compute_object_panoptic_quality(pred: NdarrayOrTensor, gt: NdarrayOrTensor) 
 class ObjectMetric(CumulativeIterationMetric):
     """Base of the object-level metrics: one score per image from a binary prediction and an instance label.
 
-    The predicted objects are the connected components of the prediction's foreground (:func:`label_objects`); the
-    ground truth is an instance map. Per-image scores are kept in the buffer (``get_buffer()``, shape (N, 1), e.g.
+    The predicted objects are the connected components of the prediction's foreground (:func:`label_objects`), or, with
+    ``pred_instances``, the objects of a predicted instance map (e.g. the watershed's of
+    :class:`~medt_monai.transforms.InstancesFromProbabilities`, whose touching objects stay apart); the ground truth is
+    an instance map. Per-image scores are kept in the buffer (``get_buffer()``, shape (N, 1), e.g.
     for ``MetricsSaver``'s per-image CSV); :meth:`aggregate` reduces them, by default to their mean over the images
     that have a score (NaN is skipped). Subclasses set ``score_fn``, a ``compute_*`` function of
     :mod:`medt_monai.metrics`.
@@ -231,6 +260,8 @@ class ObjectMetric(CumulativeIterationMetric):
         connectivity: neighbourhood of a predicted object, see :func:`label_objects`; None = all neighbours
             (8-neighbourhood in 2D).
         min_size: predicted components smaller than this many pixels are dropped; 0 (default) keeps all.
+        pred_instances: ``y_pred`` is an instance map ``(B, 1, *spatial)`` whose ids are the predicted objects
+            (``connectivity`` is then unused).
         reduction: MONAI reduction of the per-image scores in :meth:`aggregate` (``"mean"``, ``"sum"``, ``"none"``,
             ...); NaN values are skipped.
         get_not_nans: :meth:`aggregate` also returns the number of images with a (non-NaN) score.
@@ -247,6 +278,7 @@ class ObjectMetric(CumulativeIterationMetric):
         min_size: int = 0,
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
+        pred_instances: bool = False,
     ) -> None:
         super().__init__()
         if connectivity is not None and (
@@ -255,6 +287,7 @@ class ObjectMetric(CumulativeIterationMetric):
             raise ValueError(f"connectivity must be None or an integer >= 1, got {connectivity!r}.")
         self.connectivity = connectivity
         self.min_size = min_object_size(min_size)
+        self.pred_instances = pred_instances
         self.reduction = reduction
         self.get_not_nans = get_not_nans
 
@@ -263,7 +296,8 @@ class ObjectMetric(CumulativeIterationMetric):
 
         Args:
             y_pred: (B, C, *spatial) binarised prediction. C == 1: non-zero is foreground; C > 1: one-hot (or scores)
-                with channel 0 the background, a pixel is foreground where its argmax is not 0.
+                with channel 0 the background, a pixel is foreground where its argmax is not 0. With
+                ``pred_instances``: (B, 1, *spatial) instance maps.
             y: (B, 1, *spatial) ground-truth instance maps (integer ids, 0 = background).
 
         Returns:
@@ -282,11 +316,15 @@ class ObjectMetric(CumulativeIterationMetric):
             )
         pred = convert_data_type(y_pred, np.ndarray)[0]
         gt = convert_data_type(y, np.ndarray)[0]
-        fg = pred[:, 0] != 0 if pred.shape[1] == 1 else pred.argmax(axis=1) != 0
-        scores = [
-            self.score_fn(label_objects(fg[b], self.connectivity, self.min_size), gt[b, 0]) for b in range(len(fg))
-        ]
-        return torch.tensor(scores, dtype=torch.float32, device=y_pred.device).reshape(-1, 1)
+        if self.pred_instances:
+            if pred.shape[1] != 1:
+                raise ValueError(f"pred_instances: y_pred must be (batch, 1, *spatial) ids, got {tuple(pred.shape)}.")
+            objects = [drop_small_objects(pred[b, 0].astype(np.int64), self.min_size) for b in range(len(pred))]
+        else:
+            fg = pred[:, 0] != 0 if pred.shape[1] == 1 else pred.argmax(axis=1) != 0
+            objects = [label_objects(fg[b], self.connectivity, self.min_size) for b in range(len(fg))]
+        scores = [self.score_fn(objects[b], gt[b, 0]) for b in range(len(objects))]
+        return torch.tensor(scores, dtype=torch.float32, device=y_pred.device).reshape(len(scores), -1)
 
     def aggregate(
         self, reduction: MetricReduction | str | None = None
@@ -353,3 +391,18 @@ class ObjectPanopticQualityMetric(ObjectMetric):
     """
 
     score_fn = staticmethod(compute_object_panoptic_quality)
+
+
+class PooledObjectF1Metric(ObjectMetric):
+    """GlaS object F1 pooled over images as the challenge scores a test part: the buffer holds each image's detection
+    counts ``(TP, FP, FN)`` (shape (N, 3)), :meth:`aggregate` gives :func:`pooled_object_f1` of them. Arguments as
+    :class:`ObjectMetric` (``reduction`` and ``get_not_nans`` unused)."""
+
+    score_fn = staticmethod(compute_object_detection_counts)
+
+    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:  # type: ignore[override]
+        """The pooled F1 of every image so far, a 0-dim tensor."""
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
+        return torch.tensor(pooled_object_f1(data.detach().cpu().numpy()), dtype=torch.float32)

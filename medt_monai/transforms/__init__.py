@@ -9,7 +9,7 @@ from medt_monai.transforms.array import (
     ToChannels,
     pil_to_rgb_or_gray,
 )
-from medt_monai.transforms.chains import AUGMENTATIONS, MODES, augmentation, preprocessing
+from medt_monai.transforms.chains import AUGMENTATIONS, MODES, OUTPUTS, augmentation, preprocessing
 from medt_monai.transforms.dictionary import (
     INTENSITY_SCALINGS,
     LoadScaledImageD,
@@ -28,10 +28,29 @@ from medt_monai.transforms.dictionary import (
     ToChannelsd,
     ToChannelsDict,
 )
+from medt_monai.transforms.instances import (
+    BACKGROUND,
+    BOUNDARY,
+    INTERIOR,
+    InstancesFromProbabilities,
+    InstancesFromProbabilitiesd,
+    InstancesToBoundaryClasses,
+    InstancesToBoundaryClassesd,
+    check_instance_map,
+)
 from medt_monai.transforms.network_size import network_size_crops, network_size_transform
 from medt_monai.transforms.postprocessing import mask_postprocessing
 
 __all__ = [
+    "BACKGROUND",
+    "BOUNDARY",
+    "INTERIOR",
+    "OUTPUTS",
+    "InstancesFromProbabilities",
+    "InstancesFromProbabilitiesd",
+    "InstancesToBoundaryClasses",
+    "InstancesToBoundaryClassesd",
+    "check_instance_map",
     "AUGMENTATIONS",
     "MODES",
     "augmentation",

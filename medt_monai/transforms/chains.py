@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from monai.transforms import (
+    DeleteItemsd,
     EnsureTyped,
     LoadImaged,
     MapTransform,
@@ -19,14 +20,19 @@ from monai.transforms import (
 )
 
 from medt_monai.transforms.dictionary import INTENSITY_SCALINGS, LoadScaledImaged, MaskToLabeld
+from medt_monai.transforms.instances import InstancesToBoundaryClassesd
 from medt_monai.transforms.network_size import network_size_transform
 
-__all__ = ["AUGMENTATIONS", "MODES", "augmentation", "preprocessing"]
+__all__ = ["AUGMENTATIONS", "MODES", "OUTPUTS", "augmentation", "preprocessing"]
 
 #: the workflows' chains: ``"train"`` and ``"eval"`` (validation during training) bring image and mask to the
 #: network's size; ``"test"`` (evaluation) brings the image only, so the metrics are computed at the mask's own size,
 #: and loads the instance map where there is one; ``"infer"`` has no mask.
 MODES = ("train", "eval", "test", "infer")
+#: what the network learns: ``"semantic"``, the mask's classes; ``"instances"``, the three classes of
+#: :class:`~medt_monai.transforms.InstancesToBoundaryClasses` (background, object interior, a band along every
+#: object's outline) made from the instance map, so that touching objects come out apart.
+OUTPUTS = ("semantic", "instances")
 #: the augmentation presets, each adding to the one before: ``"flip"`` (the paper's), ``"dihedral"`` (+ 90-degree
 #: rotations), ``"dihedral_color"`` (+ intensity scale, shift and gamma), ``"dihedral_color_affine"`` (+ small random
 #: rotations and scalings; the bundle's default).
@@ -45,12 +51,16 @@ def preprocessing(
     binary: bool = True,
     threshold: float | None = 0.5,
     instance_key: str = "instance",
+    output: str = "semantic",
+    boundary_width: int = 2,
 ) -> list[MapTransform]:
     """The deterministic transforms of one workflow (``CacheDataset`` caches their output).
 
     - the image: :class:`~medt_monai.transforms.LoadScaledImaged` (read in its stored type, scaled to [0, 1],
       ``in_channels`` channels);
-    - the mask (``"train"``, ``"eval"``, ``"test"``): read, :class:`~medt_monai.transforms.MaskToLabeld`;
+    - the mask (``"train"``, ``"eval"``, ``"test"``): read, :class:`~medt_monai.transforms.MaskToLabeld`; for
+      ``output="instances"`` in ``"train"`` and ``"eval"`` the label is instead the three-class target of the instance
+      map at ``instance_key``, made at the network's size (so ``boundary_width`` is in the network's pixels);
     - the network's size: :func:`~medt_monai.transforms.network_size_transform` (squeezed to ``img_size``, or zoomed by
       ``image_scale``), bilinear for images, nearest for masks; float32;
     - ``"test"``: the instance map at ``instance_key`` as int32, where the item has one.
@@ -65,18 +75,30 @@ def preprocessing(
         intensity_max: full-scale value of floating-point images under ``"full_range"``.
         binary: masks to {0, 1}; False keeps integer class ids.
         threshold: mask threshold as a fraction of full scale (None: non-zero is foreground).
-        instance_key: datalist key of the instance maps (``"test"``).
+        instance_key: datalist key of the instance maps (``"test"``; ``"train"`` and ``"eval"`` with instances).
+        output: one of :data:`OUTPUTS`.
+        boundary_width: ``output="instances"``: width of the boundary band in the network's pixels.
 
     Raises:
-        ValueError: an unknown ``mode`` or ``intensity``.
+        ValueError: an unknown ``mode``, ``intensity`` or ``output``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}.")
     if intensity not in INTENSITY_SCALINGS:
         raise ValueError(f"intensity must be one of {', '.join(map(repr, INTENSITY_SCALINGS))}, got {intensity!r}.")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}.")
     transforms: list[MapTransform] = [
         LoadScaledImaged("image", channels=in_channels, intensity=intensity, float_max=intensity_max)
     ]
+    if output == "instances" and mode in ("train", "eval"):
+        return transforms + [
+            LoadImaged(instance_key, image_only=True, ensure_channel_first=True),
+            network_size_transform(["image", instance_key], img_size, image_scale, mode=["bilinear", "nearest"]),
+            InstancesToBoundaryClassesd(instance_key, "label", width=boundary_width),
+            DeleteItemsd(instance_key),
+            EnsureTyped(_PAIR, dtype=torch.float32),
+        ]
     if mode == "infer":
         return transforms + [
             network_size_transform("image", img_size, image_scale),

@@ -1,6 +1,6 @@
-"""From the network's logits to the label mask at the image's own size: the one post-processing chain of the
-bundle's ``evaluate.json`` and ``inference.json`` (so of MONAI Label too), with the ``--fill_holes`` and
-``--object_min_size`` options."""
+"""From the network's logits to the label mask (and, for a network trained for instances, the instance map) at the
+image's own size: the one post-processing chain of the bundle's ``evaluate.json`` and ``inference.json`` (so of MONAI
+Label too), with the ``--fill_holes`` and ``--object_min_size`` options."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from monai.config import KeysCollection
 from monai.transforms import Activationsd, AsDiscreted, Compose, FillHolesd, Invertd, InvertibleTransform
 from monai.utils import str2bool
 
+from medt_monai.transforms.chains import OUTPUTS
 from medt_monai.transforms.dictionary import RemoveSmallComponentsd
+from medt_monai.transforms.instances import InstancesFromProbabilitiesd
 
 __all__ = ["mask_postprocessing"]
 
@@ -20,8 +22,14 @@ def mask_postprocessing(
     connectivity: int | None = None,
     keys: KeysCollection = "pred",
     orig_keys: KeysCollection = "image",
+    output: str = "semantic",
+    instance_key: str = "pred_instances",
+    min_seed_size: int = 0,
 ) -> Compose:
-    """Softmax, back to the image's size, argmax, optionally holes filled, small components removed.
+    """Softmax, back to the image's size, argmax, optionally holes filled, small components removed; or, for
+    ``output="instances"``, the objects of the three-class probabilities at the image's size
+    (:class:`~medt_monai.transforms.InstancesFromProbabilitiesd`: holes filled and small objects removed per object)
+    into ``instance_key``, and their foreground as the mask.
 
     The softmax probabilities (not the logits, not the mask) are inverted through ``preprocessing`` with bilinear
     interpolation, so the mask's outlines are drawn at the image's own resolution.
@@ -36,12 +44,23 @@ def mask_postprocessing(
         connectivity: the components' connectivity, 1 (edge neighbours) or 2 / None (all 8 neighbours).
         keys: the prediction keys, ``(C, H, W)`` logits in, ``(1, H0, W0)`` class indices out.
         orig_keys: the keys ``preprocessing`` transformed, whose recorded operations are inverted.
+        output: ``"semantic"`` or ``"instances"`` (see :data:`medt_monai.transforms.OUTPUTS`).
+        instance_key: ``"instances"``: where the ``(1, H0, W0)`` int32 instance map is written.
+        min_seed_size: ``"instances"``: seeds of fewer pixels are dropped before the watershed.
+
+    Raises:
+        ValueError: an unknown ``output``.
     """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}.")
     transforms = [
         Activationsd(keys, softmax=True),
         Invertd(keys, transform=preprocessing, orig_keys=orig_keys, nearest_interp=False, to_tensor=True),
-        AsDiscreted(keys, argmax=True),
     ]
+    if output == "instances":
+        objects = InstancesFromProbabilitiesd(keys, instance_key, min_size, min_seed_size, str2bool(fill_holes))
+        return Compose(transforms + [objects])
+    transforms.append(AsDiscreted(keys, argmax=True))
     if str2bool(fill_holes):
         transforms.append(FillHolesd(keys, connectivity=1))
     transforms.append(RemoveSmallComponentsd(keys, min_size=min_size, connectivity=connectivity))

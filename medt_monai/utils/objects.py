@@ -9,7 +9,7 @@ from monai.config import NdarrayOrTensor
 from monai.utils import convert_data_type
 from skimage.measure import label as _connected_components
 
-__all__ = ["as_numpy", "label_objects", "min_object_size"]
+__all__ = ["as_numpy", "drop_small_objects", "label_objects", "min_object_size"]
 
 
 def as_numpy(x: NdarrayOrTensor) -> np.ndarray:
@@ -63,3 +63,16 @@ def label_objects(mask: NdarrayOrTensor, connectivity: int | None = None, min_si
         lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
         labels = lut[labels]
     return labels
+
+
+def drop_small_objects(ids: np.ndarray, min_size: int) -> np.ndarray:
+    """``ids`` (an instance map, 0 background) with the objects of fewer than ``min_size`` pixels set to background
+    (the ids of the others unchanged); ``min_size`` 0 or 1 keeps every object.
+
+    Raises:
+        ValueError: ``min_size`` not an integer >= 0.
+    """
+    min_size = min_object_size(min_size)
+    if min_size <= 1 or ids.max(initial=0) <= 0:
+        return ids
+    return np.where((np.bincount(ids.ravel()) < min_size)[ids], 0, ids)
