@@ -69,16 +69,16 @@ def get_transforms(
         raise ValueError(f"img_size must be one positive int (the bundle's square input size), got {img_size!r}.")
     chain = preprocessing(
         mode,
-        img_size,
-        image_scale,
-        in_channels,
-        intensity,
-        intensity_max,
-        binary,
-        threshold,
-        instance_key,
-        output,
-        boundary_width,
+        img_size=img_size,
+        image_scale=image_scale,
+        in_channels=in_channels,
+        intensity=intensity,
+        intensity_max=intensity_max,
+        binary=binary,
+        threshold=threshold,
+        instance_key=instance_key,
+        output=output,
+        boundary_width=boundary_width,
     )
     if mode == "train":
         chain += network_size_crops(["image", "label"], img_size, image_scale, crops_per_image)

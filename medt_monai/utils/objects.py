@@ -8,6 +8,7 @@ import numpy as np
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_data_type
 from skimage.measure import label as _connected_components
+from skimage.segmentation import relabel_sequential
 
 __all__ = ["as_numpy", "drop_small_objects", "label_objects", "min_object_size"]
 
@@ -56,12 +57,7 @@ def label_objects(mask: NdarrayOrTensor, connectivity: int | None = None, min_si
     min_size = min_object_size(min_size)
     labels = _connected_components(fg, connectivity=connectivity).astype(np.int32, copy=False)
     if min_size > 1 and labels.max() > 0:
-        area = np.bincount(labels.ravel())
-        keep = area >= min_size
-        keep[0] = False
-        lut = np.zeros(len(area), dtype=np.int32)
-        lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-        labels = lut[labels]
+        labels = relabel_sequential(drop_small_objects(labels, min_size))[0].astype(np.int32, copy=False)
     return labels
 
 
