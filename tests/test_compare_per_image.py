@@ -19,9 +19,12 @@ def _table(path: Path, rows: list[tuple[str, float]]) -> Path:
 
 def test_paired_difference_and_standard_error(tmp_path):
     # two folds on the baseline side, one table on the candidate side; images paired by base name
-    base = [_table(tmp_path / "b0.csv", [("a.png", 0.5), ("b.png", 0.6)]), _table(tmp_path / "b1.csv", [("c.png", 0.7)])]
+    base = [
+        _table(tmp_path / "b0.csv", [("a.png", 0.5), ("b.png", 0.6)]),
+        _table(tmp_path / "b1.csv", [("c.png", 0.7)]),
+    ]
     cand = [_table(tmp_path / "c.csv", [("c.png", 0.9), ("a.png", 0.6), ("b.png", 0.6)])]
-    (n, b, c, diff, se), = compare_per_image.paired_differences(
+    ((n, b, c, diff, se),) = compare_per_image.paired_differences(
         compare_per_image.read_per_image(base), compare_per_image.read_per_image(cand)
     ).values()
     # differences 0.1, 0.0, 0.2: mean 0.1, sample SD 0.1, SE 0.1 / sqrt(3)

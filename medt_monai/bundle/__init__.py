@@ -6,7 +6,7 @@ The package never reads the bundle's files; the configs import this module, not 
 
 from __future__ import annotations
 
-from medt_monai.bundle.checks import check_instance_labels, check_workflow, size_divisor
+from medt_monai.bundle.checks import check_instance_labels, check_model_scale, check_workflow, size_divisor
 from medt_monai.bundle.guard import LOCK_NAME, CheckpointGuard
 from medt_monai.bundle.workflow import bundle_root, object_metrics_enabled, prefixed
 
@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointGuard",
     "bundle_root",
     "check_instance_labels",
+    "check_model_scale",
     "check_workflow",
     "object_metrics_enabled",
     "prefixed",

@@ -12,7 +12,7 @@ import torch
 
 from medt_monai.networks.registry import get_network
 
-__all__ = ["check_instance_labels", "check_workflow", "size_divisor"]
+__all__ = ["check_instance_labels", "check_model_scale", "check_workflow", "size_divisor"]
 
 
 def size_divisor(network: torch.nn.Module) -> tuple[int, int] | None:
@@ -113,3 +113,25 @@ def check_instance_labels(splits: Mapping[str, Sequence[Mapping[str, Any]]], key
                 f"instance labels (GlaS labelinst/, MoNuSeg XML, a MedT-layout labelinst/ folder of 8- or 16-bit "
                 f"id images, a '{key}' entry in a Decathlon datalist), or train with --output semantic."
             )
+
+
+def check_model_scale(model_mpp: float | None, image_scale: float | None = None) -> float:
+    """The model's micrometres per pixel, or a clear error when it has none (slide inference needs one).
+
+    A model trained on whole images squeezed to ``img_size`` (``--image_scale`` null) sees every tile at its own
+    scale, so it cannot be placed on a slide.
+
+    Raises:
+        ValueError: ``model_mpp`` is None or not positive.
+    """
+    if model_mpp is None:
+        raise ValueError(
+            "slide inference needs a model with a physical scale: this one was set up with --image_scale null "
+            "(whole images squeezed to img_size); use weights trained with --image_scale (the shipped model's "
+            "setting) and the same --image_scale and --image_mpp here."
+        )
+    if not float(model_mpp) > 0:
+        raise ValueError(
+            f"the model's micrometres per pixel (--image_mpp / --image_scale) must be > 0, got {model_mpp}."
+        )
+    return float(model_mpp)

@@ -5,23 +5,44 @@ listing), one per data format (:mod:`~medt_monai.data.folder`: images/masks fold
 :mod:`~medt_monai.data.glas`; :mod:`~medt_monai.data.monuseg`; :mod:`~medt_monai.data.decathlon`),
 :mod:`~medt_monai.data.splits` (seeded and k-fold splits, :func:`dataset_splits` by layout name),
 :mod:`~medt_monai.data.cache` (where derived masks go), :mod:`~medt_monai.data.demo`,
-:mod:`~medt_monai.data.inference` (the inputs and output names of inference on a folder) and
+:mod:`~medt_monai.data.inference` (the inputs and output names of inference on a folder),
+:mod:`~medt_monai.data.slides` (whole-slide images read in blocks at the model's scale) and
 :mod:`~medt_monai.data.pipeline` (transform chains and datasets).
 """
 
 from __future__ import annotations
 
-from medt_monai.data.demo import default_data_dir, make_demo_dataset
+from medt_monai.data.demo import DEMO_SLIDE_MPP, default_data_dir, make_demo_dataset, make_demo_slide
 from medt_monai.data.folder import folder_datalist, medt_layout_datalist
 from medt_monai.data.glas import glas_datalist
 from medt_monai.data.images import IMAGE_EXTENSIONS, INSTANCE_KEY, check_pairs, image_size
 from medt_monai.data.inference import ReadableImages, UniqueOutputNames, image_datalist
 from medt_monai.data.monuseg import monuseg_datalist, rasterize_xml, rasterize_xml_instances, read_xml_polygons
 from medt_monai.data.pipeline import get_dataset, get_transforms
+from medt_monai.data.slides import (
+    SLIDE_EXTENSIONS,
+    LoadSlideBlockd,
+    open_slide,
+    slide_blocks,
+    slide_datalist,
+    slide_mpp,
+    tissue_mask,
+    write_pyramidal_tiff,
+)
 from medt_monai.data.splits import DATASET_NAMES, dataset_splits, split_datalist
 
 __all__ = [
     "DATASET_NAMES",
+    "DEMO_SLIDE_MPP",
+    "LoadSlideBlockd",
+    "SLIDE_EXTENSIONS",
+    "make_demo_slide",
+    "open_slide",
+    "slide_blocks",
+    "slide_datalist",
+    "slide_mpp",
+    "tissue_mask",
+    "write_pyramidal_tiff",
     "IMAGE_EXTENSIONS",
     "INSTANCE_KEY",
     "ReadableImages",

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["make_demo_dataset", "default_data_dir", "DEMO_SPLITS"]
+__all__ = ["make_demo_dataset", "make_demo_slide", "default_data_dir", "DEMO_SPLITS", "DEMO_SLIDE_MPP"]
 
 #: split name -> number of images (their sizes cycle through ``_SIZES``)
 DEMO_SPLITS: dict[str, int] = {"train": 40, "val": 10, "test": 10}
 _SIZES = ((128, 128), (128, 128), (128, 128), (128, 160))  # (H, W); every 4th image is 128x160
 _COMPLETE = ".complete"
+#: micrometres per level-0 pixel of the demo slide: GlaS's (20x), the demo tiles being enlarged 5x to it
+DEMO_SLIDE_MPP = 0.62
 _VERSION = "2"  # 2: labelinst/ added
 
 
@@ -156,3 +158,33 @@ def make_demo_dataset(root: str | Path | None = None, seed: int = 0) -> Path:
             return root
         raise
     return root
+
+
+def make_demo_slide(root: str | Path | None = None, seed: int = 0) -> Path:
+    """Write (once) ``<root>/slides/demo_slide.tif``: the demo set's 10 test images enlarged 5x (nearest) on white
+    glass, in 2 rows of 5 with a glass gap between them, as a 3-level tiled pyramidal TIFF at
+    :data:`DEMO_SLIDE_MPP` micrometres per pixel (about 1.4k x 4.1k pixels); what ``inference_wsi.json`` reads by
+    default.
+
+    Args:
+        root: the demo set's folder (made if missing), as :func:`make_demo_dataset`.
+        seed: the demo set's seed.
+
+    Returns:
+        the slide's path.
+    """
+    from medt_monai.data.slides import write_pyramidal_tiff
+
+    root = make_demo_dataset(root, seed)
+    path = root / "slides" / "demo_slide.tif"
+    if path.is_file():
+        return path
+    cell, gap, enlarge = (128 * 5, 160 * 5), 64, 5
+    names = sorted((root / "test" / "img").glob("*.png"))
+    montage = np.full((2 * cell[0] + 3 * gap, 5 * cell[1] + 6 * gap, 3), 245, np.uint8)
+    for k, name in enumerate(names[:10]):
+        tile = np.asarray(Image.open(name).convert("RGB")).repeat(enlarge, 0).repeat(enlarge, 1)
+        y, x = gap + (k // 5) * (cell[0] + gap), gap + (k % 5) * (cell[1] + gap)
+        montage[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+    path.parent.mkdir(exist_ok=True)
+    return write_pyramidal_tiff(path, montage, DEMO_SLIDE_MPP)

@@ -1,6 +1,6 @@
 """Ignite/MONAI handlers used by the bundle: gate freezing (paper recipe), BatchNorm recalibration before validation, atomic checkpoints, resumption, the lock
 and backup of a training run's folders, the end-of-run summary of evaluation and inference, object-level metrics
-(GlaS / MoNuSeg) and a metrics saver with per-group means."""
+(GlaS / MoNuSeg), a metrics saver with per-group means, and the GeoJSON writer of slide inference."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from medt_monai.handlers.object_metrics import (
     ObjectPanopticQuality,
     PooledObjectF1,
 )
+from medt_monai.handlers.slide_objects import SlideObjectsWriter
 from medt_monai.handlers.summary import RunSummaryHandler
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "PooledObjectF1",
     "ResumeCheckpointLoader",
     "RunSummaryHandler",
+    "SlideObjectsWriter",
 ]

@@ -14,5 +14,6 @@ def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inf
     reflection as :func:`~medt_monai.transforms.network_size_crops` pads them in training."""
     if image_scale is None:
         return SimpleInferer()
-    return SlidingWindowInferer(roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian",
-                                padding_mode="reflect")
+    return SlidingWindowInferer(
+        roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian", padding_mode="reflect"
+    )

@@ -16,7 +16,7 @@ __all__ = ["mask_postprocessing"]
 
 
 def mask_postprocessing(
-    preprocessing: InvertibleTransform,
+    preprocessing: InvertibleTransform | None,
     fill_holes: bool | str = False,
     min_size: int = 0,
     connectivity: int | None = None,
@@ -35,7 +35,8 @@ def mask_postprocessing(
     interpolation, so the mask's outlines are drawn at the image's own resolution.
 
     Args:
-        preprocessing: the chain that brought ``orig_keys`` to the network (its resize or zoom is undone).
+        preprocessing: the chain that brought ``orig_keys`` to the network (its resize or zoom is undone); None keeps
+            the outputs at the network's scale (the blocks of a slide, placed by their writer).
         fill_holes: fill background enclosed by a predicted object (MONAI's ``FillHolesd``, background joined through
             edge neighbours only); GlaS glands are annotated solid, lumen included. A command-line string such as
             ``"true"`` is read with :func:`monai.utils.str2bool`.
@@ -53,10 +54,11 @@ def mask_postprocessing(
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}.")
-    transforms = [
-        Activationsd(keys, softmax=True),
-        Invertd(keys, transform=preprocessing, orig_keys=orig_keys, nearest_interp=False, to_tensor=True),
-    ]
+    transforms = [Activationsd(keys, softmax=True)]
+    if preprocessing is not None:
+        transforms.append(
+            Invertd(keys, transform=preprocessing, orig_keys=orig_keys, nearest_interp=False, to_tensor=True)
+        )
     if output == "instances":
         objects = InstancesFromProbabilitiesd(keys, instance_key, min_size, min_seed_size, str2bool(fill_holes))
         return Compose(transforms + [objects])

@@ -25,6 +25,16 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def _temporary_file(dest: Path, suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``dest``'s folder, with the permissions ``open()`` would give a new file (mkstemp's are
+    0600, which the rename would hand on to ``dest``)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def previous_path(path: str | Path) -> Path:
     """``models/model.pt`` -> ``models/model_previous.pt``."""
     path = Path(path)
@@ -43,7 +53,7 @@ def atomic_copy(src: str | Path, dest: str | Path) -> None:
     src, dest = Path(src), Path(dest)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        fd, tmp = _temporary_file(dest)
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out)
             out.flush()
@@ -69,7 +79,7 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", newl
         newline: as :func:`open`; ``""`` writes line endings as they are in ``text`` (what :mod:`csv` output needs).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _temporary_file(path)
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline=newline) as f:
             f.write(text)
@@ -98,7 +108,7 @@ def atomic_save_png(arr: np.ndarray, dest: str | Path) -> None:
         im = Image.fromarray(arr.astype(np.uint8), mode="L")
     else:
         im = Image.fromarray(arr.astype(np.uint16))
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".png", dir=dest.parent)
+    fd, tmp = _temporary_file(dest, suffix=".png")
     os.close(fd)
     try:
         im.save(tmp, format="PNG")

@@ -1,0 +1,304 @@
+"""Whole-slide images in blocks at the model's scale: MONAI's ``WSIReader`` (OpenSlide backend by default) reads
+each block at the pyramid level nearest the model's micrometres per pixel, and the block is zoomed there.
+
+A slide is covered by square *cores* of ``block_size - 2 * margin`` pixels at the model's scale; each block is its core
+with a ``margin`` on every side, so an object cut by a core's edge is seen whole by the block whose core holds its
+centroid, and kept by that block only (:func:`medt_monai.utils.geojson.object_features`' ``keep_box``). Cores without
+tissue (found at a low-resolution level: saturated, not white glass) are skipped. Memory is bounded by one block
+whatever the slide's size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, WSIReader
+from monai.transforms import MapTransform, Zoom
+from scipy import ndimage
+from skimage.color import rgb2hsv
+from skimage.filters import threshold_otsu
+
+__all__ = [
+    "SLIDE_EXTENSIONS",
+    "LoadSlideBlockd",
+    "open_slide",
+    "slide_blocks",
+    "slide_datalist",
+    "slide_mpp",
+    "tissue_mask",
+    "write_pyramidal_tiff",
+]
+
+#: whole-slide formats OpenSlide reads (and pyramidal TIFF, which the ``tifffile`` backend reads too)
+SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
+#: the tissue mask's longest side at most (pixels)
+_TISSUE_SIZE = 2048
+#: saturation that is tissue whatever Otsu's threshold says, and below which nothing is (glass, JPEG noise)
+_MIN_SATURATION = 0.07
+
+
+def slide_datalist(dataset_dir: str | Path | None = None, slide: str | Path | None = None) -> list[dict]:
+    """``[{"image": path}, ...]``: the one ``slide``, or every slide of ``dataset_dir`` (sorted, by
+    :data:`SLIDE_EXTENSIONS`; not recursive).
+
+    Raises:
+        FileNotFoundError: ``slide`` or ``dataset_dir`` does not exist.
+        ValueError: ``dataset_dir`` holds no slide (the message lists the extensions), or neither argument is given.
+    """
+    if slide is not None:
+        slide = Path(slide)
+        if not slide.is_file():
+            raise FileNotFoundError(f"slide {slide} does not exist.")
+        return [{"image": str(slide)}]
+    if dataset_dir is None:
+        raise ValueError("give a folder of slides (--dataset_dir) or one slide (--slide).")
+    folder = Path(dataset_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"slide folder {folder} does not exist.")
+    slides = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
+    if not slides:
+        raise ValueError(f"{folder}: no slide found (extensions {', '.join(SLIDE_EXTENSIONS)}).")
+    return [{"image": str(p)} for p in slides]
+
+
+def open_slide(path: str | Path, backend: str = "openslide") -> tuple[WSIReader, object]:
+    """MONAI's ``WSIReader`` and the opened slide, or an error naming the file and the problem.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: an extension that is not a slide format, or a file the backend cannot read (corrupt, truncated,
+            unsupported).
+        ImportError: the OpenSlide backend is not installed (the message says how to install it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"slide {path} does not exist.")
+    if path.suffix.lower() not in SLIDE_EXTENSIONS:
+        raise ValueError(f"{path}: not a whole-slide format (extensions {', '.join(SLIDE_EXTENSIONS)}).")
+    try:
+        reader = WSIReader(backend=backend)
+    except (ImportError, RuntimeError) as e:
+        raise ImportError(
+            f"reading {path} needs the {backend!r} backend: pip install 'medt-monai[slides]' "
+            "(openslide-python and openslide-bin)."
+        ) from e
+    try:
+        wsi = reader.read(str(path))
+        reader.get_size(wsi, 0)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a whole-slide image ({type(e).__name__}: {e}).") from e
+    return reader, wsi
+
+
+def slide_mpp(reader: WSIReader, wsi, path: str | Path, mpp: float | None = None) -> float:
+    """Micrometres per level-0 pixel: ``mpp`` when given (``--mpp``), else the slide's own (mean of x and y).
+
+    Raises:
+        ValueError: the slide records no resolution and ``mpp`` is None, or ``mpp`` is not positive.
+    """
+    if mpp is not None:
+        if not float(mpp) > 0:
+            raise ValueError(f"--mpp (micrometres per level-0 pixel of {path}) must be > 0, got {mpp!r}.")
+        return float(mpp)
+    try:
+        own = [float(v) for v in reader.get_mpp(wsi, 0)]
+    except Exception:
+        own = []
+    if len(own) != 2 or not all(math.isfinite(v) and v > 0 for v in own):
+        raise ValueError(
+            f"{path}: the slide records no micrometres per pixel; give it with --mpp (e.g. 0.25 at 40x, 0.5 at 20x)."
+        )
+    return sum(own) / 2
+
+
+def _level_for(reader: WSIReader, wsi, mpp0: float, target_mpp: float) -> int:
+    """The coarsest level still at least as fine as ``target_mpp`` (level 0 if none is)."""
+    best = 0
+    for level in range(reader.get_level_count(wsi)):
+        if mpp0 * float(reader.get_downsample_ratio(wsi, level)) <= target_mpp * 1.001:
+            best = level
+    return best
+
+
+def tissue_mask(reader: WSIReader, wsi) -> tuple[np.ndarray, float]:
+    """Where the slide has tissue, at low resolution: ``(mask, downsample)``, ``mask[i, j]`` covering level-0 pixels
+    ``[i * downsample, (i + 1) * downsample)`` in each direction.
+
+    Read from the coarsest level (in chunks, every n-th pixel, at most 2048 pixels a side): a pixel is tissue where its
+    HSV saturation exceeds Otsu's threshold of the slide's saturations (at least 0.07), so white glass and grey
+    background are not; specks smaller than 5x5 mask pixels are dropped and small gaps closed.
+    """
+    level = reader.get_level_count(wsi) - 1
+    height, width = (int(v) for v in reader.get_size(wsi, level))
+    ratio = float(reader.get_downsample_ratio(wsi, level))
+    step = max(1, math.ceil(max(height, width) / _TISSUE_SIZE))
+    chunk = step * max(1, 2048 // step)
+    rows = []
+    for y in range(0, height, chunk):
+        row = []
+        for x in range(0, width, chunk):
+            size = (min(chunk, height - y), min(chunk, width - x))
+            location = (int(round(y * ratio)), int(round(x * ratio)))
+            data, _ = reader.get_data(wsi, location=location, size=size, level=level)
+            row.append(np.moveaxis(np.asarray(data)[:3, ::step, ::step], 0, -1))
+        rows.append(np.concatenate(row, axis=1))
+    thumbnail = np.concatenate(rows, axis=0)
+    saturation = rgb2hsv(thumbnail)[..., 1]
+    threshold = _MIN_SATURATION
+    if saturation.max() > saturation.min():
+        threshold = max(threshold, float(threshold_otsu(saturation)))
+    mask = ndimage.binary_closing(saturation > threshold, iterations=2)
+    mask = ndimage.binary_opening(mask, np.ones((5, 5), bool))
+    return mask, ratio * step
+
+
+def slide_blocks(
+    path: str | Path,
+    model_mpp: float,
+    block_size: int = 1024,
+    margin: int = 128,
+    mpp: float | None = None,
+    backend: str = "openslide",
+    tissue_only: bool = True,
+) -> list[dict]:
+    """The blocks of one slide, each a dict for :class:`LoadSlideBlockd` (the slide's path at ``"image"``):
+
+    - ``"slide"``: the slide's path again (``"image"`` becomes the block's pixels);
+    - ``"location"``: level-0 ``(y, x)`` of the block's top-left corner; ``"level"``, ``"size"``: the pyramid level
+      read and the block's size there ``(h, w)``; ``"extent"``: that size in level-0 pixels; ``"zoom"``: the factor from that level to the model's scale;
+    - ``"core"``: level-0 ``(y0, x0, y1, x1)`` of the block's core: the objects whose centroid lies there are this
+      block's; ``"mpp"``: micrometres per level-0 pixel; ``"block_index"``, ``"num_blocks"``: its rank in the slide.
+
+    A slide without tissue has no block; ``[{"image": path, "num_blocks": 0, ...}]`` is not returned for it.
+
+    Args:
+        path: the slide.
+        model_mpp: micrometres per pixel the network works at.
+        block_size: the block's side at the model's scale (pixels).
+        margin: context around the core at the model's scale (pixels); objects up to about this size come out whole.
+        mpp: micrometres per level-0 pixel, overriding the slide's own.
+        backend: ``WSIReader`` backend (``"openslide"``, ``"tifffile"``, ``"cucim"``).
+        tissue_only: skip cores without tissue.
+
+    Raises:
+        ValueError: ``block_size <= 2 * margin``; see :func:`open_slide` and :func:`slide_mpp`.
+    """
+    if block_size <= 2 * margin or margin < 0:
+        raise ValueError(f"block_size ({block_size}) must exceed twice the margin ({margin}) >= 0.")
+    reader, wsi = open_slide(path, backend)
+    mpp0 = slide_mpp(reader, wsi, path, mpp)
+    height, width = (int(v) for v in reader.get_size(wsi, 0))
+    level = _level_for(reader, wsi, mpp0, model_mpp)
+    downsample = float(reader.get_downsample_ratio(wsi, level))
+    factor = model_mpp / mpp0  # level-0 pixels per pixel at the model's scale
+    core = (block_size - 2 * margin) * factor
+    pad = margin * factor
+    mask, mask_downsample = tissue_mask(reader, wsi) if tissue_only else (None, 1.0)
+    blocks = []
+    for i in range(math.ceil(height / core)):
+        for j in range(math.ceil(width / core)):
+            y0, x0 = round(i * core), round(j * core)
+            y1, x1 = min(height, round((i + 1) * core)), min(width, round((j + 1) * core))
+            if mask is not None:
+                window = mask[
+                    int(y0 // mask_downsample) : math.ceil(y1 / mask_downsample),
+                    int(x0 // mask_downsample) : math.ceil(x1 / mask_downsample),
+                ]
+                if not window.any():
+                    continue
+            top, left = max(0, round(y0 - pad)), max(0, round(x0 - pad))
+            bottom, right = min(height, round(y1 + pad)), min(width, round(x1 + pad))
+            size = (max(1, round((bottom - top) / downsample)), max(1, round((right - left) / downsample)))
+            blocks.append(
+                {
+                    "image": str(path),
+                    "slide": str(path),
+                    "location": [top, left],
+                    "level": level,
+                    "size": list(size),
+                    "extent": [size[0] * downsample, size[1] * downsample],
+                    "zoom": downsample / factor,
+                    "core": [y0, x0, y1, x1],
+                    "mpp": mpp0,
+                }
+            )
+    for index, block in enumerate(blocks):
+        block.update(block_index=index, num_blocks=len(blocks))
+    return blocks
+
+
+class LoadSlideBlockd(MapTransform):
+    """Read a block of :func:`slide_blocks` into ``keys`` as a ``(3, h, w)`` float32 ``MetaTensor`` in [0, 1] at the
+    model's scale (MONAI's ``Zoom``, bilinear, as :func:`~medt_monai.transforms.network_size_transform` zooms tiles).
+
+    The last slide opened stays open, so the blocks of a slide in a row read it once.
+
+    Args:
+        keys: the key of the slide's path (replaced by the block).
+        backend: ``WSIReader`` backend.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", backend: str = "openslide") -> None:
+        super().__init__(keys)
+        self.backend = backend
+        self._open: tuple[str, WSIReader, object] | None = None
+
+    def _slide(self, path: str):
+        if self._open is None or self._open[0] != path:
+            self._open = (path, *open_slide(path, self.backend))
+        return self._open[1:]
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d[key])
+            reader, wsi = self._slide(path)
+            try:
+                region, _ = reader.get_data(wsi, location=tuple(d["location"]), size=tuple(d["size"]), level=d["level"])
+            except Exception as e:
+                raise ValueError(
+                    f"{path}: cannot read the block at level-0 (y, x) {tuple(d['location'])} ({type(e).__name__}: "
+                    f"{e}); the slide may be truncated."
+                ) from e
+            region = torch.as_tensor(np.ascontiguousarray(np.asarray(region)[:3]), dtype=torch.float32) / 255.0
+            block = Zoom(zoom=float(d["zoom"]), mode="bilinear", keep_size=False)(region)
+            d[key] = MetaTensor(torch.as_tensor(block).clamp_(0, 1), meta={"filename_or_obj": path})
+        return d
+
+
+def write_pyramidal_tiff(
+    path: str | Path, image: np.ndarray, mpp: float, levels: int = 3, tile: int = 256, compression: str = "zlib"
+) -> Path:
+    """Write ``image`` ``(H, W, 3)`` uint8 as a tiled pyramidal TIFF that OpenSlide reads as a slide: level ``k`` is
+    downsampled ``2**k`` (every other pixel), the resolution is recorded as ``mpp`` micrometres per level-0 pixel.
+    Written through a temporary file and a rename. Needs ``tifffile`` (and ``imagecodecs`` for ``"jpeg"``).
+
+    Used by the demo slide, the tests and the slide benchmark.
+    """
+    import tifffile
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pixels_per_cm = 1e4 / mpp
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tiff:
+            for level in range(levels):
+                step = 2**level
+                tiff.write(
+                    np.ascontiguousarray(image[::step, ::step]),
+                    tile=(tile, tile),
+                    compression=compression,
+                    photometric="rgb",
+                    resolution=(pixels_per_cm / step, pixels_per_cm / step),
+                    resolutionunit="CENTIMETER",
+                    subfiletype=0 if level == 0 else 1,
+                )
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

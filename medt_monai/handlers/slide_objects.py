@@ -1,0 +1,114 @@
+"""Collect the objects of a slide's blocks and write them as one QuPath GeoJSON file per slide."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from monai.utils import convert_to_numpy
+
+from medt_monai.utils.geojson import OBJECT_TYPES, feature_collection, object_features, write_geojson
+from medt_monai.utils.objects import label_objects
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["SlideObjectsWriter"]
+
+
+class SlideObjectsWriter:
+    """Write ``<output_dir>/<slide name>.geojson``, a ``FeatureCollection`` of the slide's objects, as soon as every
+    block of the slide (:func:`medt_monai.data.slide_blocks`) has gone through the engine.
+
+    Each iteration's decollated batch holds the blocks (``"slide"``, ``"location"``, ``"extent"``, ``"core"``,
+    ``"mpp"``, ``"num_blocks"``) and its output the block's objects at the model's scale: ``instance_key`` (a network trained for
+    instances) or, failing that, the connected foreground components of ``pred_key``. Only the objects whose centroid
+    lies in a block's core are kept, so each object comes once. Files are written atomically; a slide without tissue
+    (no block) gets an empty collection from :meth:`finish`, which the workflow calls after the engine's run.
+
+    Args:
+        output_dir: where the files go (must exist and be writable).
+        slides: every slide of the run (paths), so that those without blocks get their empty file.
+        object_type, class_name, color, tolerance: see :func:`medt_monai.utils.geojson.object_features`.
+        instance_key, pred_key: keys of the engine's output.
+        connectivity: components of a semantic mask: 1 (edge neighbours) or 2.
+        properties: kept in each collection's ``"properties"`` (e.g. the model's scale), beside the slide's name.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        slides: Sequence[str] = (),
+        object_type: str = "detection",
+        class_name: str = "Gland",
+        color: Sequence[int] = (0, 160, 0),
+        tolerance: float = 0.5,
+        instance_key: str = "pred_instances",
+        pred_key: str = "pred",
+        connectivity: int = 1,
+        properties: dict | None = None,
+    ) -> None:
+        if object_type not in OBJECT_TYPES:
+            raise ValueError(f"object_type must be one of {', '.join(map(repr, OBJECT_TYPES))}, got {object_type!r}.")
+        self.output_dir = Path(output_dir)
+        self.slides = [str(s) for s in slides]
+        self.style = {"object_type": object_type, "class_name": class_name, "color": color, "tolerance": tolerance}
+        self.instance_key, self.pred_key = instance_key, pred_key
+        self.connectivity = connectivity
+        self.properties = dict(properties or {})
+        self.logger = logging.getLogger(__name__)
+        self._features: dict[str, list[dict]] = {}
+        self._seen: dict[str, int] = {}
+        self.written: list[Path] = []
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def _reset(self, engine: Engine) -> None:
+        self._features, self._seen, self.written = {}, {}, []
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, slide: str) -> Path:
+        """``<output_dir>/<slide name without extension>.geojson``."""
+        return self.output_dir / f"{Path(slide).stem}.geojson"
+
+    def _instances(self, output: dict) -> np.ndarray:
+        if output.get(self.instance_key) is not None:
+            return convert_to_numpy(output[self.instance_key])[0].astype(np.int64)
+        return label_objects(convert_to_numpy(output[self.pred_key])[0] > 0, self.connectivity)
+
+    def __call__(self, engine: Engine) -> None:
+        for block, output in zip(engine.state.batch, engine.state.output):
+            slide = str(block["slide"])
+            instances = self._instances(output)
+            location, core = [float(v) for v in block["location"]], [float(v) for v in block["core"]]
+            # level-0 pixels per output pixel: the block's level-0 extent over the output's shape
+            extent = [float(v) for v in block["extent"]]
+            scale = (extent[0] / instances.shape[0], extent[1] / instances.shape[1])
+            features = object_features(
+                instances, origin=location, scale=scale, mpp=float(block["mpp"]), keep_box=core, **self.style
+            )
+            self._features.setdefault(slide, []).extend(features)
+            self._seen[slide] = self._seen.get(slide, 0) + 1
+            if self._seen[slide] == int(block["num_blocks"]):
+                self._write(slide, self._features.pop(slide))
+
+    def _write(self, slide: str, features: list[dict]) -> None:
+        path = self.path_of(slide)
+        write_geojson(path, feature_collection(features, slide=Path(slide).name, **self.properties))
+        self.written.append(path)
+        self.logger.info(f"{path}: {len(features)} objects")
+
+    def finish(self) -> None:
+        """Write the empty collections of the slides without tissue (no block), after the engine's run (which MONAI
+        skips altogether when no slide has a block)."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for slide in self.slides:
+            if slide not in self._seen:
+                self._write(slide, [])

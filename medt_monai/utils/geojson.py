@@ -1,0 +1,147 @@
+"""Objects as GeoJSON that QuPath imports: one polygon ``Feature`` per object of an instance map, in the slide's
+level-0 pixel coordinates, with QuPath's ``objectType``, ``classification`` and ``measurements`` properties.
+
+Coordinates are continuous pixel coordinates as QuPath uses them: the level-0 pixel ``(row, col)`` covers
+``[col, col + 1) x [row, row + 1)``, so an object's outline runs along the edges of its pixels' area, not through
+their centres. Outlines come from scikit-image's ``find_contours``; ``shapely`` checks each ring and repairs the rare
+self-touching one (it is part of the ``slides`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import approximate_polygon, find_contours
+
+from medt_monai.utils.files import atomic_write_text
+
+__all__ = ["OBJECT_TYPES", "feature_collection", "object_features", "write_geojson"]
+
+#: QuPath's object types: annotations can be edited by hand, detections are lighter (one per nucleus or gland)
+OBJECT_TYPES = ("annotation", "detection")
+
+
+def _shapely():
+    try:
+        import shapely
+    except ImportError as e:  # pragma: no cover - the slides extra installs it
+        raise ImportError(
+            "GeoJSON polygons need shapely: pip install 'medt-monai[slides]' (or pip install shapely)."
+        ) from e
+    return shapely
+
+
+def _outline(mask: np.ndarray, tolerance: float):
+    """The largest valid polygon of a boolean object mask, in the mask's pixel-centre coordinates (row, col)."""
+    shapely = _shapely()
+    contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
+    ring = max(contours, key=len) - 1.0  # undo the padding; find_contours closes rings of padded masks
+    if tolerance > 0:
+        ring = approximate_polygon(ring, tolerance)
+    polygon = shapely.Polygon(ring[:, ::-1])  # (x, y)
+    if not polygon.is_valid:
+        polygon = shapely.make_valid(polygon)
+        parts = [g for g in getattr(polygon, "geoms", [polygon]) if g.geom_type == "Polygon" and g.area > 0]
+        if not parts:
+            return None
+        polygon = shapely.Polygon(max(parts, key=lambda g: g.area).exterior)
+    if polygon.is_empty or polygon.area <= 0:
+        return None
+    return shapely.geometry.polygon.orient(polygon, sign=1.0)
+
+
+def object_features(
+    instances: np.ndarray,
+    origin: Sequence[float] = (0.0, 0.0),
+    scale: Sequence[float] = (1.0, 1.0),
+    mpp: float | None = None,
+    keep_box: Sequence[float] | None = None,
+    object_type: str = "detection",
+    class_name: str = "Gland",
+    color: Sequence[int] = (0, 160, 0),
+    tolerance: float = 0.5,
+) -> list[dict]:
+    """One GeoJSON polygon ``Feature`` per object of ``instances``, placed in the slide's level-0 frame.
+
+    A pixel ``(r, c)`` of ``instances`` covers the level-0 area from ``origin + (r, c) * scale`` to
+    ``origin + (r + 1, c + 1) * scale`` (``origin`` and ``scale`` as ``(y, x)``).
+
+    Args:
+        instances: ``(H, W)`` object ids, 0 background.
+        origin: level-0 ``(y, x)`` of the top-left corner of ``instances``' pixel ``(0, 0)``.
+        scale: level-0 pixels per pixel of ``instances``, ``(y, x)``.
+        mpp: micrometres per level-0 pixel; with it, every feature has the measurements ``"Area µm^2"`` and
+            ``"Perimeter µm"`` (QuPath's names), without it ``"Area px^2"`` and ``"Perimeter px"`` (level-0 pixels).
+        keep_box: level-0 ``(y0, x0, y1, x1)``: only the objects whose centroid lies in ``[y0, y1) x [x0, x1)`` are
+            returned (the core of a block, so that blocks tiling a slide give every object once); None keeps all.
+        object_type: ``"annotation"`` or ``"detection"`` (:data:`OBJECT_TYPES`).
+        class_name: QuPath class of the objects.
+        color: the class colour, RGB 0-255.
+        tolerance: outline simplification in pixels of ``instances`` (Douglas-Peucker), 0 keeps every vertex.
+
+    Raises:
+        ValueError: an unknown ``object_type``, or ``instances`` that is not 2D.
+    """
+    if object_type not in OBJECT_TYPES:
+        raise ValueError(f"object_type must be one of {', '.join(map(repr, OBJECT_TYPES))}, got {object_type!r}.")
+    instances = np.asarray(instances)
+    if instances.ndim != 2:
+        raise ValueError(f"instances must be a 2D (H, W) map of object ids, got shape {instances.shape}.")
+    shapely = _shapely()
+    oy, ox = (float(v) for v in origin)
+    sy, sx = (float(v) for v in scale)
+    ids = np.unique(instances)
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return []
+    centroids = ndimage.center_of_mass(np.ones_like(instances, np.float32), instances, ids)
+    boxes = ndimage.find_objects(instances.astype(np.int64))
+    features = []
+    for object_id, (cy, cx) in zip(ids.tolist(), centroids):
+        y, x = oy + (cy + 0.5) * sy, ox + (cx + 0.5) * sx
+        if keep_box is not None and not (keep_box[0] <= y < keep_box[2] and keep_box[1] <= x < keep_box[3]):
+            continue
+        rows, cols = boxes[object_id - 1]
+        polygon = _outline(instances[rows, cols] == object_id, tolerance)
+        if polygon is None:
+            continue
+        # pixel centres of the crop -> continuous level-0 coordinates
+        polygon = shapely.affinity.affine_transform(
+            polygon, [sx, 0.0, 0.0, sy, ox + (cols.start + 0.5) * sx, oy + (rows.start + 0.5) * sy]
+        )
+        area, perimeter = polygon.area, polygon.length
+        measurements = (
+            {"Area µm^2": area * mpp * mpp, "Perimeter µm": perimeter * mpp}
+            if mpp
+            else {"Area px^2": area, "Perimeter px": perimeter}
+        )
+        ring = [[round(px, 2), round(py, 2)] for px, py in polygon.exterior.coords]
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": object_type,
+                    "classification": {"name": class_name, "color": [int(c) for c in color]},
+                    "measurements": {k: round(v, 3) for k, v in measurements.items()},
+                },
+            }
+        )
+    return features
+
+
+def feature_collection(features: list[dict], **properties) -> dict:
+    """A GeoJSON ``FeatureCollection`` of ``features`` (``properties``, e.g. the slide and the model, kept beside)."""
+    collection = {"type": "FeatureCollection", "features": features}
+    if properties:
+        collection["properties"] = properties
+    return collection
+
+
+def write_geojson(path: str | Path, collection: dict) -> None:
+    """Write ``collection`` to ``path`` atomically (a kill leaves the previous file or none, never half of one)."""
+    atomic_write_text(path, json.dumps(collection, ensure_ascii=False, separators=(",", ":")))

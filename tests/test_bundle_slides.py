@@ -1,0 +1,80 @@
+"""The slide command: ``python -m monai.bundle run --config_file "['bundle/configs/inference.json',
+'bundle/configs/inference_wsi.json']"`` writes one QuPath GeoJSON per slide, and refuses bad settings before any work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from bundle_helpers import CONFIGS, IMG, INFERENCE, _configs, _ok, _run
+
+from medt_monai.data import write_pyramidal_tiff
+from medt_monai.networks import get_network
+
+shapely = pytest.importorskip("shapely")
+pytest.importorskip("openslide")
+
+INFERENCE_WSI = str(CONFIGS / "inference_wsi.json")
+SCALE = ["--output", "instances", "--image_scale", "0.5", "--img_size", str(IMG)]  # the model at 0.62 / 0.5 um/px
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory) -> dict:
+    """A folder with a tissue slide (purple blobs on glass, 3 levels) and an all-glass slide; an instance model."""
+    root = tmp_path_factory.mktemp("slides")
+    folder = root / "slides"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    image = np.full((600, 900, 3), 245, np.uint8)
+    yy, xx = np.mgrid[0:600, 0:900]
+    for cy, cx in rng.uniform((80, 80), (520, 820), size=(12, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 45**2] = (150, 70, 160)
+    write_pyramidal_tiff(folder / "tissue.tif", image, mpp=0.62, levels=3)
+    write_pyramidal_tiff(folder / "glass.tif", np.full((300, 300, 3), 245, np.uint8), mpp=0.62, levels=1)
+    torch.manual_seed(0)
+    net = get_network("medt", spatial_dims=2, in_channels=3, out_channels=3, img_size=IMG, full_resolution_skip=True,
+                      zero_init_residual=True, branch_supervision=True)  # fmt: skip
+    model = root / "model.pt"
+    torch.save(net.state_dict(), model)
+    return {"folder": folder, "model": str(model)}
+
+
+def _args(slides: dict, out, *extra: str) -> list[str]:
+    return [
+        "run", "--config_file", _configs(INFERENCE, INFERENCE_WSI), "--dataset_dir", str(slides["folder"]),
+        "--output_dir", str(out), "--ckpt_path", slides["model"], "--block_size", "256", "--block_margin", "32",
+        "--tta", "false", *SCALE, *extra,
+    ]  # fmt: skip
+
+
+def test_every_slide_of_the_folder_gets_a_qupath_geojson(slides, tmp_path):
+    log = _ok(_run(_args(slides, tmp_path / "out", "--object_type", "annotation")))
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"tissue.geojson", "glass.geojson"}, log[-3000:]
+    glass = json.loads((tmp_path / "out" / "glass.geojson").read_text())
+    assert glass["type"] == "FeatureCollection" and glass["features"] == []
+    tissue = json.loads((tmp_path / "out" / "tissue.geojson").read_text())
+    assert tissue["properties"]["slide"] == "tissue.tif"
+    assert tissue["properties"]["model_mpp"] == pytest.approx(0.62 / 0.5)
+    for feature in tissue["features"]:  # an untrained network: any objects, but each a QuPath-ready polygon
+        polygon = shapely.geometry.shape(feature["geometry"])
+        assert feature["geometry"]["type"] == "Polygon" and polygon.is_valid and polygon.exterior.is_closed
+        assert 0 <= polygon.bounds[0] and polygon.bounds[2] <= 900 and polygon.bounds[3] <= 600
+        assert feature["properties"]["objectType"] == "annotation"
+        assert set(feature["properties"]["measurements"]) == {"Area µm^2", "Perimeter µm"}
+
+
+def test_one_slide_with_slide(slides, tmp_path):
+    _ok(_run(_args(slides, tmp_path / "out", "--slide", str(slides["folder"] / "glass.tif"))))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["glass.geojson"]
+
+
+def test_bad_settings_fail_before_any_work(slides, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    r = _run(_args(slides, blocker / "out"))
+    assert r.returncode != 0 and "cannot create this folder" in r.log and str(blocker) in r.log
+    r = _run(_args(slides, tmp_path / "out2", "--image_scale", "$None"))
+    assert r.returncode != 0 and "slide inference needs a model with a physical scale" in r.log
+    assert not (tmp_path / "out2").exists()

@@ -1,0 +1,186 @@
+"""Whole-slide images: blocks at the model's scale, tissue detection, objects whole and once across blocks, QuPath
+GeoJSON, and named errors for bad slides (medt_monai.data.slides, medt_monai.utils.geojson,
+medt_monai.handlers.SlideObjectsWriter). The bundle command is tested in test_bundle_slides.py."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from monai.data import decollate_batch, list_data_collate
+from monai.transforms import Zoom
+
+from medt_monai.data import LoadSlideBlockd, open_slide, slide_blocks, slide_mpp, tissue_mask, write_pyramidal_tiff
+from medt_monai.handlers import SlideObjectsWriter
+from medt_monai.utils.geojson import feature_collection, object_features
+from medt_monai.utils.objects import label_objects
+
+shapely = pytest.importorskip("shapely")
+pytest.importorskip("openslide")
+
+GLASS = 245
+
+
+def _discs(shape: tuple[int, int], centres: list[tuple[int, int]], radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """White glass with dark-purple discs: (RGB image, instance map)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    ids = np.zeros(shape, np.int32)
+    for k, (cy, cx) in enumerate(centres, 1):
+        ids[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = k
+    image = np.full((*shape, 3), GLASS, np.uint8)
+    image[ids > 0] = (90, 40, 130)
+    return image, ids
+
+
+def test_object_features_place_polygons_in_level0_and_measure_them_in_micrometres():
+    ids = np.zeros((10, 12), np.int32)
+    ids[2:6, 3:7] = 1  # a 4x4 square
+    ids[2:6, 7:9] = 2  # touching it on the right, 4x2
+    features = object_features(ids, origin=(100, 200), scale=(2, 2), mpp=0.5, object_type="annotation", tolerance=0)
+    assert len(features) == 2
+    square = shapely.geometry.shape(features[0]["geometry"])
+    # pixels (2..5, 3..6) at 2 level-0 px each from (100, 200): x in [206, 214], y in [104, 112]; the outline cuts
+    # the four corners by half a pixel (marching squares), 4 x 0.125 px of 16 px, in level-0 px x 4
+    assert square.bounds == pytest.approx((206, 104, 214, 112))
+    assert square.area == pytest.approx((16 - 0.5) * 4)
+    assert (
+        square.is_valid
+        and features[0]["geometry"]["coordinates"][0][0] == features[0]["geometry"]["coordinates"][0][-1]
+    )
+    props = features[0]["properties"]
+    assert props["objectType"] == "annotation"
+    assert props["classification"] == {"name": "Gland", "color": [0, 160, 0]}
+    assert props["measurements"]["Area µm^2"] == pytest.approx(square.area * 0.25, abs=1e-3)
+    assert props["measurements"]["Perimeter µm"] == pytest.approx(square.length * 0.5, abs=1e-3)
+    # keep_box keeps the objects whose centroid lies inside: the square's centroid is (108, 210)
+    kept = object_features(ids, origin=(100, 200), scale=(2, 2), keep_box=(100, 200, 110, 212))
+    assert len(kept) == 1 and "Area px^2" in kept[0]["properties"]["measurements"]
+    assert object_features(np.zeros((4, 4), np.int32)) == []
+    with pytest.raises(ValueError, match="object_type"):
+        object_features(ids, object_type="cell")
+
+
+def test_blocks_tile_the_slide_and_read_the_coarsest_level_fine_enough(tmp_path):
+    image, _ = _discs((700, 900), [(350, 450)], 200)
+    slide = write_pyramidal_tiff(tmp_path / "s.tif", image, mpp=0.5, levels=3)
+    blocks = slide_blocks(slide, model_mpp=1.5, block_size=128, margin=16, tissue_only=False)
+    # levels at 0.5 / 1.0 / 2.0 um/px: level 1 is the coarsest still at least as fine as 1.5
+    assert {b["level"] for b in blocks} == {1}
+    assert blocks[0]["zoom"] == pytest.approx(1.0 / 1.5)
+    covered = np.zeros((700, 900), np.int32)
+    for b in blocks:
+        y0, x0, y1, x1 = b["core"]
+        covered[y0:y1, x0:x1] += 1
+    assert (covered == 1).all()  # the cores tile the slide exactly once
+    assert all(b["num_blocks"] == len(blocks) for b in blocks)
+    # a block read: the level-1 region zoomed to the model's scale, [0, 1]
+    block = LoadSlideBlockd()(blocks[len(blocks) // 2])["image"]
+    reader, wsi = open_slide(slide)
+    b = blocks[len(blocks) // 2]
+    region, _ = reader.get_data(wsi, location=tuple(b["location"]), size=tuple(b["size"]), level=1)
+    expected = Zoom(zoom=b["zoom"], mode="bilinear", keep_size=False)(
+        torch.as_tensor(region, dtype=torch.float32) / 255
+    )
+    assert block.shape == expected.shape and torch.allclose(block, expected.clamp(0, 1))
+
+
+def test_tissue_mask_finds_the_tissue_and_skips_glass(tmp_path):
+    image, ids = _discs((600, 800), [(300, 200)], 120)
+    slide = write_pyramidal_tiff(tmp_path / "s.tif", image, mpp=0.5, levels=2)
+    mask, downsample = tissue_mask(*open_slide(slide))
+    assert downsample == 2.0
+    truth = ids[::2, ::2] > 0
+    assert (mask & truth).sum() / truth.sum() > 0.95 and (mask & ~truth).sum() < 0.05 * truth.sum()
+    blocks = slide_blocks(slide, model_mpp=1.0, block_size=96, margin=16, tissue_only=True)
+    all_blocks = slide_blocks(slide, model_mpp=1.0, block_size=96, margin=16, tissue_only=False)
+    assert 0 < len(blocks) < len(all_blocks)
+    glass = write_pyramidal_tiff(tmp_path / "glass.tif", np.full((400, 400, 3), GLASS, np.uint8), mpp=0.5)
+    assert slide_blocks(glass, model_mpp=1.0) == []
+
+
+def _run_blocks(slide: Path, out: Path, model_mpp: float, block_size: int, margin: int) -> dict:
+    """Blocks -> objects by thresholding the dark discs -> SlideObjectsWriter, as the bundle's evaluator drives it."""
+    blocks = slide_blocks(slide, model_mpp, block_size, margin, tissue_only=False)
+    writer = SlideObjectsWriter(out, slides=[str(slide)], object_type="detection")
+    engine = SimpleNamespace(state=SimpleNamespace(batch=None, output=None))
+    writer._reset(engine)
+    load = LoadSlideBlockd()
+    for block in blocks:  # batches of 1, as inference.json's DataLoader (edge blocks are smaller)
+        batch = decollate_batch(list_data_collate([load(block)]))
+        engine.state.batch = batch
+        engine.state.output = [
+            {"pred_instances": torch.as_tensor(label_objects(b["image"][0].numpy() < 0.5, 1))[None]} for b in batch
+        ]
+        writer(engine)
+    writer.finish()
+    return json.loads((out / f"{slide.stem}.geojson").read_text())
+
+
+def test_objects_crossing_block_borders_come_out_whole_and_once(tmp_path):
+    centres = [(64, 64), (64, 200), (190, 120), (250, 250), (130, 330)]
+    image, ids = _discs((320, 400), centres, 30)
+    slide = write_pyramidal_tiff(tmp_path / "discs.tif", image, mpp=0.5, levels=1)
+    # cores of 64 px at 1.0 um/px = 128 level-0 px: every disc (60 px across) straddles a core border or corner
+    collection = _run_blocks(slide, tmp_path / "out", model_mpp=1.0, block_size=128, margin=32)
+    assert collection["type"] == "FeatureCollection" and collection["properties"]["slide"] == "discs.tif"
+    polygons = [shapely.geometry.shape(f["geometry"]) for f in collection["features"]]
+    assert len(polygons) == len(centres)
+    for k, (cy, cx) in enumerate(centres, 1):
+        (match,) = [p for p in polygons if p.contains(shapely.Point(cx + 0.5, cy + 0.5))]
+        truth_area = (ids == k).sum()
+        assert match.area == pytest.approx(truth_area, rel=0.08)  # whole, at 2x coarser than level 0
+        assert match.is_valid and match.exterior.is_closed
+
+
+def test_a_slide_of_glass_gives_an_empty_collection(tmp_path):
+    glass = write_pyramidal_tiff(tmp_path / "glass.tif", np.full((300, 300, 3), GLASS, np.uint8), mpp=0.5)
+    writer = SlideObjectsWriter(tmp_path / "out", slides=[str(glass)])
+    engine = SimpleNamespace(state=SimpleNamespace(batch=[], output=[]))
+    writer._reset(engine)
+    writer.finish()
+    path = tmp_path / "out" / "glass.geojson"
+    assert json.loads(path.read_text())["features"] == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes files, not mkstemp's 0600
+    assert feature_collection([]) == {"type": "FeatureCollection", "features": []}
+
+
+def test_bad_slides_get_named_errors(tmp_path):
+    image, _ = _discs((300, 300), [(150, 150)], 50)
+    good = write_pyramidal_tiff(tmp_path / "good.tif", image, mpp=0.5)
+    truncated = tmp_path / "truncated.svs"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"truncated\.svs: cannot be read as a whole-slide image"):
+        slide_blocks(truncated, model_mpp=1.0)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"notes\.txt: not a whole-slide format"):
+        open_slide(tmp_path / "notes.txt")
+    with pytest.raises(FileNotFoundError, match="missing.svs"):
+        open_slide(tmp_path / "missing.svs")
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "nompp.tif", image, tile=(256, 256), photometric="rgb")
+    reader, wsi = open_slide(tmp_path / "nompp.tif")
+    with pytest.raises(ValueError, match=r"nompp\.tif: the slide records no micrometres per pixel; give it with --mpp"):
+        slide_mpp(reader, wsi, tmp_path / "nompp.tif")
+    assert slide_mpp(reader, wsi, tmp_path / "nompp.tif", mpp=0.25) == 0.25
+    assert len(slide_blocks(tmp_path / "nompp.tif", model_mpp=1.0, mpp=0.5, tissue_only=False)) == 1
+
+
+@pytest.mark.realdata
+def test_the_aperio_slide_is_read_at_its_recorded_resolution():
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (the shared data set is absent)")
+    reader, wsi = open_slide(path)
+    assert slide_mpp(reader, wsi, path) == pytest.approx(0.499)
+    blocks = slide_blocks(path, model_mpp=3.1, block_size=512, margin=64)
+    assert 1 <= len(blocks) <= 4 and blocks[0]["zoom"] == pytest.approx(0.499 / 3.1)
+    image = LoadSlideBlockd()(blocks[0])["image"]
+    assert image.shape[0] == 3 and 0.2 < float(image.mean()) < 0.95
