@@ -78,6 +78,16 @@ def test_blocks_tile_the_slide_and_read_the_coarsest_level_fine_enough(tmp_path)
         covered[y0:y1, x0:x1] += 1
     assert (covered == 1).all()  # the cores tile the slide exactly once
     assert all(b["num_blocks"] == len(blocks) for b in blocks)
+    # a region, level-0 (x, y, width, height): the cores tile it exactly, the blocks read context around it
+    part = slide_blocks(slide, model_mpp=1.5, block_size=128, margin=16, tissue_only=False, region=(100, 50, 300, 200))
+    covered = np.zeros((700, 900), np.int32)
+    for b in part:
+        y0, x0, y1, x1 = b["core"]
+        covered[y0:y1, x0:x1] += 1
+    assert (covered[50:250, 100:400] == 1).all() and covered.sum() == 300 * 200
+    assert min(b["location"][0] for b in part) < 50 and min(b["location"][1] for b in part) < 100
+    with pytest.raises(ValueError, match="lies outside the slide"):
+        slide_blocks(slide, model_mpp=1.5, region=(1000, 0, 10, 10))
     # a block read: the level-1 region zoomed to the model's scale, [0, 1]
     block = LoadSlideBlockd()(blocks[len(blocks) // 2])["image"]
     reader, wsi = open_slide(slide)

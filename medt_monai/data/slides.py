@@ -11,7 +11,7 @@ whatever the slide's size.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +165,7 @@ def slide_blocks(
     mpp: float | None = None,
     backend: str = "openslide",
     tissue_only: bool = True,
+    region: Sequence[int] | None = None,
 ) -> list[dict]:
     """The blocks of one slide, each a dict for :class:`LoadSlideBlockd` (the slide's path at ``"image"``):
 
@@ -184,15 +185,29 @@ def slide_blocks(
         mpp: micrometres per level-0 pixel, overriding the slide's own.
         backend: ``WSIReader`` backend (``"openslide"``, ``"tifffile"``, ``"cucim"``).
         tissue_only: skip cores without tissue.
+        region: only this part of the slide, level-0 ``(x, y, width, height)`` as QuPath and OpenSlide give it: the
+            cores are cut to it (the blocks still read their margins around it, for context), so the objects are
+            those whose centroid lies in the region. None: the whole slide.
 
     Raises:
-        ValueError: ``block_size <= 2 * margin``; see :func:`open_slide` and :func:`slide_mpp`.
+        ValueError: ``block_size <= 2 * margin``; a ``region`` that is not 4 numbers or lies outside the slide; see
+            :func:`open_slide` and :func:`slide_mpp`.
     """
     if block_size <= 2 * margin or margin < 0:
         raise ValueError(f"block_size ({block_size}) must exceed twice the margin ({margin}) >= 0.")
     reader, wsi = open_slide(path, backend)
     mpp0 = slide_mpp(reader, wsi, path, mpp)
     height, width = (int(v) for v in reader.get_size(wsi, 0))
+    top0, left0, bottom0, right0 = 0, 0, height, width
+    if region is not None:
+        if len(region) != 4 or region[2] <= 0 or region[3] <= 0:
+            raise ValueError(
+                f"{path}: region must be level-0 (x, y, width, height) with a positive size, got {region}."
+            )
+        left0, top0 = max(0, int(region[0])), max(0, int(region[1]))
+        right0, bottom0 = min(width, int(region[0]) + int(region[2])), min(height, int(region[1]) + int(region[3]))
+        if right0 <= left0 or bottom0 <= top0:
+            raise ValueError(f"{path}: region {tuple(region)} lies outside the slide ({width} x {height} at level 0).")
     level = _level_for(reader, wsi, mpp0, model_mpp)
     downsample = float(reader.get_downsample_ratio(wsi, level))
     factor = model_mpp / mpp0  # level-0 pixels per pixel at the model's scale
@@ -200,10 +215,10 @@ def slide_blocks(
     pad = margin * factor
     mask, mask_downsample = tissue_mask(reader, wsi) if tissue_only else (None, 1.0)
     blocks = []
-    for i in range(math.ceil(height / core)):
-        for j in range(math.ceil(width / core)):
-            y0, x0 = round(i * core), round(j * core)
-            y1, x1 = min(height, round((i + 1) * core)), min(width, round((j + 1) * core))
+    for i in range(math.ceil((bottom0 - top0) / core)):
+        for j in range(math.ceil((right0 - left0) / core)):
+            y0, x0 = top0 + round(i * core), left0 + round(j * core)
+            y1, x1 = min(bottom0, top0 + round((i + 1) * core)), min(right0, left0 + round((j + 1) * core))
             if mask is not None:
                 window = mask[
                     int(y0 // mask_downsample) : math.ceil(y1 / mask_downsample),
