@@ -280,9 +280,13 @@ class LoadSlideBlockd(MapTransform):
                     f"{path}: cannot read the block at level-0 (y, x) {tuple(d['location'])} ({type(e).__name__}: "
                     f"{e}); the slide may be truncated."
                 ) from e
-            region = torch.as_tensor(np.ascontiguousarray(np.asarray(region)[:3]), dtype=torch.float32) / 255.0
-            block = Zoom(zoom=float(d["zoom"]), mode="bilinear", keep_size=False)(region)
-            d[key] = MetaTensor(torch.as_tensor(block).clamp_(0, 1), meta={"filename_or_obj": path})
+            zoom = Zoom(zoom=float(d["zoom"]), mode="bilinear", keep_size=False)
+            # one channel at a time in float: the peak stays near the uint8 region's size, not 4x it times 3
+            channels = [
+                torch.as_tensor(zoom(torch.from_numpy(np.asarray(region[c], dtype=np.float32) / 255.0)[None]))
+                for c in range(3)
+            ]
+            d[key] = MetaTensor(torch.cat(channels).clamp_(0, 1), meta={"filename_or_obj": path})
         return d
 
 
