@@ -29,8 +29,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 # them by name); torchvision's compiled ops must match torch, so the two are pinned together.
 # monailabel itself is installed with --no-deps: its hard dependency sam2 (SAM2 interactive models,
 # switched off with `--conf sam2 false`) would be built from source against a registry torch,
-# and monai's mlflow/gdown/lmdb/openslide extras are not used by the monaibundle app on 2D PNGs.
+# and monai's mlflow/gdown/lmdb extras are not used by our app.
 # Everything else monailabel 0.8.5 declares is installed, with the upper bounds it needs.
+# The last block is what our app (monailabel_app/) needs for whole-slide images: OpenSlide (library as a wheel,
+# no system package), shapely (polygons) and tifffile (an uploaded region written as a one-level TIFF).
 # ---------------------------------------------------------------------------------------------
 read -r -d '' REQS <<'EOF' || true
 torch==2.14.1
@@ -74,13 +76,16 @@ filelock>=3.11.0
 passlib>=1.7.4
 pyjwt>=2.8.0
 bcrypt>=4.1.2
-shapely>=2.0.4
 requests>=2.31.0
 requests-toolbelt>=1.0.0
 urllib3>=2.2.1
 scikit-learn
 scipy
 google-auth>=2.29.0
+openslide-python==1.4.7
+openslide-bin==4.0.1.2
+shapely==2.2.0
+tifffile==2026.3.3
 EOF
 MONAILABEL="monailabel==0.8.5"
 # Exact versions (pip freeze of an environment built from the lines above on 2026-11-25); pip
@@ -157,6 +162,8 @@ nvidia-nccl-cu13==2.30.7
 nvidia-nvjitlink==13.5.37
 nvidia-nvshmem-cu13==3.4.5
 nvidia-nvtx==13.0.85
+openslide-bin==4.0.1.2
+openslide-python==1.4.7
 opentelemetry-api==1.45.2
 packaging==26.3
 passlib==1.7.4
@@ -224,6 +231,7 @@ import torchvision.utils  # noqa: F401  (its compiled ops must load against this
 import monailabel.main  # noqa: F401
 from monailabel.tasks.infer.bundle import BundleInferTask  # noqa: F401
 from monailabel.tasks.train.bundle import BundleTrainTask  # noqa: F401
+import openslide, shapely, tifffile  # noqa: F401,E401  (monailabel_app's whole-slide inference)
 print("monailabel environment OK:", got)
 EOF
 }
@@ -258,8 +266,8 @@ printf '%s\n' "$LOCK" > "$VENV/constraints-medt.txt"
 check "$VENV"
 touch "$VENV/.complete"
 echo "built in $(( $(date +%s) - start )) s"
+link  # before the clean-up below, so that the link never points to a folder being removed
 # environments of earlier versions of this script: about 8 GB each (torch's CUDA libraries)
 for old in "$CACHE"/monailabel-*; do
     if [ "$old" != "$VENV" ] && [ -d "$old" ]; then rm -rf "$old" "$CACHE/.lock-${old##*/monailabel-}"; fi
 done
-link

@@ -1,0 +1,136 @@
+"""Whole-slide inference for QuPath: the bundle's slide command (``inference.json`` + ``inference_wsi.json``) on a
+region of a slide, and its objects in the formats MONAI Label's ``/infer/wsi`` answers with (ASAP XML, DSA JSON, or
+a GeoJSON ``FeatureCollection`` for ``output=json``).
+
+Coordinates are level-0 pixels of the slide that was run (for an uploaded region, of the region itself), continuous
+as QuPath uses them. The objects are those whose centroid lies in the region (the slide command's rule), each cut to
+the region and dropped under ``min_area`` level-0 px².
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["asap_xml", "dsa_json", "feature_collection", "region_polygons", "run_slide_command", "write_upload_tiff"]
+
+
+def run_slide_command(
+    bundle: Path, slide: Path, region: Sequence[int] | None, output_dir: Path, device: str = "cpu"
+) -> dict:
+    """Run the bundle's slide command on ``slide`` (``region``: level-0 ``(x, y, width, height)``, None: all of it)
+    in this process and return the GeoJSON ``FeatureCollection`` it writes to ``output_dir``."""
+    from monai.bundle import run
+
+    configs = [str(bundle / "configs" / "inference.json"), str(bundle / "configs" / "inference_wsi.json")]
+    run(
+        config_file=configs,
+        logging_file=False,
+        bundle_root=str(bundle),
+        slide=str(slide),
+        region=[int(v) for v in region] if region is not None else None,
+        dataset_dir=None,
+        output_dir=str(output_dir),
+        device=f"$torch.device('{device}')",
+    )
+    path = output_dir / f"{slide.stem}.geojson"
+    if not path.is_file():
+        raise RuntimeError(f"the slide command wrote no {path.name} in {output_dir}")
+    return json.loads(path.read_text())
+
+
+def write_upload_tiff(image_file: Path, tiff: Path, mpp: float) -> Path:
+    """An uploaded region (PNG/JPEG, no resolution) as a one-level TIFF the slide command reads, at ``mpp`` µm/px."""
+    import numpy as np
+    from PIL import Image
+
+    from medt_monai.data import write_pyramidal_tiff
+
+    with Image.open(image_file) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    return write_pyramidal_tiff(tiff, rgb, mpp, levels=1)
+
+
+def region_polygons(collection: dict, region: Sequence[int] | None = None, min_area: float = 0.0) -> list[dict]:
+    """``[{"label", "color": [r, g, b], "points": [[x, y], ...]}]``: the collection's polygons cut to ``region``
+    (level-0 ``(x, y, width, height)``; None: uncut), the parts under ``min_area`` px² dropped; rings not repeated
+    at their end."""
+    import shapely
+    from shapely.geometry import box, shape
+
+    clip = box(region[0], region[1], region[0] + region[2], region[1] + region[3]) if region is not None else None
+    out = []
+    for feature in collection.get("features", []):
+        geometry = shape(feature["geometry"])
+        if clip is not None:
+            geometry = geometry.intersection(clip)
+        classification = feature.get("properties", {}).get("classification", {})
+        label, color = classification.get("name", "Object"), classification.get("color", [255, 0, 0])
+        for part in shapely.get_parts(geometry):
+            if part.geom_type != "Polygon" or part.is_empty or part.area < max(min_area, 1e-9):
+                continue
+            ring = [[round(x, 2), round(y, 2)] for x, y in part.exterior.coords[:-1]]
+            out.append({"label": str(label), "color": [int(c) for c in color], "points": ring})
+    return out
+
+
+def _hex(color: Sequence[int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*color[:3])
+
+
+def asap_xml(polygons: list[dict], name: str, model: str, location: Sequence[int], size: Sequence[int]) -> str:
+    """ASAP annotation XML as QuPath's MONAI Label extension reads it: one ``Annotation`` (``Name`` = class,
+    ``Color``) per polygon, its ``Coordinates/Coordinate`` ``X``, ``Y`` in order; attribute values escaped."""
+    root = ET.Element("ASAP_Annotations")
+    attrs = {"Name": name, "Description": f"{model} objects", "Model": model}
+    attrs.update(zip("XYWH", (str(int(v)) for v in (*location, *size))))
+    annotations = ET.SubElement(root, "Annotations", attrs)
+    groups = {}
+    for polygon in polygons:
+        color = _hex(polygon["color"])
+        groups.setdefault(polygon["label"], color)
+        annotation = ET.SubElement(
+            annotations, "Annotation",
+            {"Name": polygon["label"], "Type": "Polygon", "PartOfGroup": polygon["label"], "Color": color},
+        )  # fmt: skip
+        coordinates = ET.SubElement(annotation, "Coordinates")
+        for order, (x, y) in enumerate(polygon["points"]):
+            ET.SubElement(coordinates, "Coordinate", {"Order": str(order), "X": str(x), "Y": str(y)})
+    group_list = ET.SubElement(root, "AnnotationGroups")
+    for label, color in groups.items():
+        ET.SubElement(ET.SubElement(group_list, "Group", {"Name": label, "PartOfGroup": "None", "Color": color}),
+                      "Attributes")  # fmt: skip
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def dsa_json(polygons: list[dict], name: str, model: str) -> dict:
+    """A Digital Slide Archive annotation: one closed ``polyline`` element per polygon, points ``[x, y, 0]``."""
+    elements = [
+        {
+            "type": "polyline",
+            "closed": True,
+            "group": p["label"],
+            "label": {"value": p["label"]},
+            "lineColor": "rgb({},{},{})".format(*p["color"][:3]),
+            "lineWidth": 2.0,
+            "points": [[x, y, 0] for x, y in p["points"]],
+        }
+        for p in polygons
+    ]
+    return {"name": name, "description": f"{model} objects", "elements": elements}
+
+
+def feature_collection(polygons: list[dict], **properties) -> dict:
+    """The polygons as a GeoJSON ``FeatureCollection`` of QuPath annotations (closed rings), ``properties`` beside."""
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[*p["points"], p["points"][0]]]},
+            "properties": {"objectType": "annotation", "classification": {"name": p["label"], "color": p["color"]}},
+        }
+        for p in polygons
+    ]
+    return {"type": "FeatureCollection", "features": features, "properties": properties}
