@@ -1,9 +1,10 @@
-"""Live MONAI Label test: our bundle served by a real MONAI Label 0.8.5 server (monaibundle app).
+"""Live MONAI Label test: our bundle served by a real MONAI Label 0.8.5 server (our app, monailabel_app/, which
+serves 2D images as MONAI Label's monaibundle app does).
 
 One server is started on 127.0.0.1 (free port) from the separate environment that
-``scripts/setup_monailabel_env.sh`` builds (``.venv-monailabel``), with a fresh temporary app
-directory holding a copy of ``bundle/`` as ``model/medt``. Over HTTP it checks what a clinician's
-client (3D Slicer / QuPath) does:
+``scripts/setup_monailabel_env.sh`` builds (``.venv-monailabel``), with a temporary copy of the app
+holding a copy of ``bundle/`` as ``model/medt``, behind the app's ASGI layer (``--uvicorn_app``, no login).
+Over HTTP it checks what a clinician's 2D client (3D Slicer) does:
 
 * ``GET /info/``: our model is listed as a 2D segmentation model with the bundle's labels;
 * ``POST /infer/medt`` with an uploaded non-square PNG: the returned mask has the image's size and
@@ -164,7 +165,7 @@ def ml_python() -> Path:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, ml_python):
-    """A fresh app (monaibundle + our bundle with an initial model.pt), a datastore, a test image."""
+    """A fresh app (a copy of monailabel_app/ + our bundle with an initial model.pt), a datastore, a test image."""
     import torch
     from monai.bundle import ConfigParser
     from PIL import Image
@@ -174,14 +175,9 @@ def workspace(tmp_path_factory, ml_python):
     work = tmp_path_factory.mktemp("monailabel")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    # monaibundle sample app: copied from the pip package (no download)
-    subprocess.run(
-        [str(ml_python), "-m", "monailabel.main", "apps", "--download", "--name", "monaibundle",
-         "--output", str(work / "apps")],
-        check=True, env=env, timeout=HTTP_TIMEOUT, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    app = work / "apps" / "monaibundle"
-    assert (app / "main.py").is_file()
+    # our app, copied so that the server's folders (logs, model) are made outside the checkout
+    app = work / "apps" / "medt"
+    shutil.copytree(ROOT / "monailabel_app", app, ignore=shutil.ignore_patterns("__pycache__"))
     bundle = app / "model" / MODEL
     shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("__pycache__", "eval", "logs", "*.pt", "*.ts"))
     (bundle / "models").mkdir(exist_ok=True)
@@ -246,8 +242,7 @@ def server(workspace, ml_python):
     cmd = [
         str(ml_python), "-m", "monailabel.main", "start_server",
         "--app", str(workspace["app"]), "--studies", str(workspace["studies"]),
-        "--host", "127.0.0.1", "--port", str(port),
-        "--conf", "models", MODEL, "--conf", "zoo_source", "local", "--conf", "sam2", "false",
+        "--host", "127.0.0.1", "--port", str(port), "--uvicorn_app", "monailabel_app.server:app",
         "--conf", "preload", "false",
     ]  # fmt: skip
     env = {**workspace["env"], "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "CUDA_VISIBLE_DEVICES": ""}
@@ -368,7 +363,7 @@ def test_info_lists_medt_as_2d_with_bundle_labels(server, workspace):
     assert model["type"] == "segmentation"
     assert model["labels"] == expected
     assert MODEL in info["trainers"], f"no trainer for {MODEL}: {list(info['trainers'])}"
-    assert "sam_2d" not in info["models"]  # offline start: SAM2 is off
+    assert list(info["models"]) == [MODEL]  # nothing else (no SAM2: nothing is downloaded)
 
 
 def test_infer_matches_bundle_cli(server_mask, cli_mask, workspace):
