@@ -47,14 +47,31 @@ class SlideInferTask(BundleInferTask):
 
 
 class ImageTrainTask(BundleTrainTask):
-    """The bundle's training on the datastore's labelled 2D images (whole-slide images and their ASAP labels left
-    out: they are not images the bundle's training reads)."""
+    """The bundle's training on the datastore's labelled 2D images and on the regions clinicians saved from QuPath
+    (a slide with an ASAP label: the label's box as a PNG pair at the bundle's µm/px, made in ``regions_dir``);
+    other labelled images (slides with other labels) are left out, with a warning."""
+
+    def __init__(self, path: str, conf: dict, regions_dir: Path, labels: dict[str, int], image_mpp: float):
+        super().__init__(path, conf)
+        self.regions_dir, self.region_labels, self.image_mpp = regions_dir, labels, image_mpp
 
     def _fetch_datalist(self, request, datastore):
-        datalist = super()._fetch_datalist(request, datastore)
-        keep = [d for d in datalist if str(d["image"]).lower().endswith(TRAINABLE) and not d["label"].endswith(".xml")]
-        if len(keep) < len(datalist):
-            logger.info(f"training leaves out {len(datalist) - len(keep)} labelled slides (not 2D images)")
+        from medt_monai.data import SLIDE_EXTENSIONS
+        from monailabel_app import wsi
+
+        keep = []
+        for d in super()._fetch_datalist(request, datastore):
+            image, label = Path(d["image"]), Path(d["label"])
+            if label.suffix.lower() == ".xml" and image.suffix.lower() in SLIDE_EXTENSIONS:
+                pair = wsi.label_region_pngs(image, label, self.regions_dir, self.region_labels, self.image_mpp)
+                if pair is None:
+                    logger.warning(f"training leaves out {image.name}: its label {label.name} has no usable box")
+                else:
+                    keep.append({"image": str(pair[0]), "label": str(pair[1])})
+            elif image.suffix.lower() in TRAINABLE and label.suffix.lower() != ".xml":
+                keep.append(d)
+            else:
+                logger.warning(f"training leaves out {image.name} with label {label.name}: not a 2D image and mask")
         return keep
 
 
@@ -66,7 +83,10 @@ class MedTApp(MONAILabelApp):
             if not (self.bundle / need).is_file():
                 raise FileNotFoundError(f"bundle {self.bundle} (--conf bundle) has no {need}.")
         config = json.loads((self.bundle / "configs" / "inference.json").read_text())
-        self.upload_mpp = float(conf.get("upload_mpp") or config.get("image_mpp") or 0)
+        self.image_mpp = float(config.get("image_mpp") or 0)
+        self.upload_mpp = float(conf.get("upload_mpp") or self.image_mpp)
+        if not self.image_mpp > 0:
+            raise ValueError(f"{self.bundle}/configs/inference.json: image_mpp must be > 0, got {self.image_mpp}.")
         if not self.upload_mpp > 0:
             raise ValueError(f"--conf upload_mpp must be > 0 micrometres per pixel, got {self.upload_mpp}.")
         metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text())
@@ -85,7 +105,11 @@ class MedTApp(MONAILabelApp):
     def init_trainers(self):
         if strtobool(self.conf.get("skip_trainers", "false")):
             return {}
-        task = ImageTrainTask(str(self.bundle), self.conf)
+        metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text())
+        channels = metadata["network_data_format"]["outputs"]["pred"].get("channel_def", {})
+        labels = {v.lower(): int(k) for k, v in channels.items() if v.lower() != "background"}
+        regions = Path(self.studies) / ".medt_regions"
+        task = ImageTrainTask(str(self.bundle), self.conf, regions, labels, self.image_mpp)
         return {MODEL: task} if task.is_valid() else {}
 
     def init_strategies(self):

@@ -1,6 +1,7 @@
 """Whole-slide inference for QuPath: the bundle's slide command (``inference.json`` + ``inference_wsi.json``) on a
 region of a slide, and its objects in the formats MONAI Label's ``/infer/wsi`` answers with (ASAP XML, DSA JSON, or
-a GeoJSON ``FeatureCollection`` for ``output=json``).
+a GeoJSON ``FeatureCollection`` for ``output=json``); and back: the ASAP label QuPath saves for a region, as a PNG
+image and mask the bundle's training reads.
 
 Coordinates are level-0 pixels of the slide that was run (for an uploaded region, of the region itself), continuous
 as QuPath uses them. The objects are those whose centroid lies in the region (the slide command's rule), each cut to
@@ -14,7 +15,16 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["asap_xml", "dsa_json", "feature_collection", "region_polygons", "run_slide_command", "write_upload_tiff"]
+__all__ = [
+    "asap_objects",
+    "asap_xml",
+    "dsa_json",
+    "feature_collection",
+    "label_region_pngs",
+    "region_polygons",
+    "run_slide_command",
+    "write_upload_tiff",
+]
 
 
 def run_slide_command(
@@ -134,3 +144,56 @@ def feature_collection(polygons: list[dict], **properties) -> dict:
         for p in polygons
     ]
     return {"type": "FeatureCollection", "features": features, "properties": properties}
+
+
+def asap_objects(xml_file: Path) -> tuple[list[int], list[tuple[str, list[tuple[float, float]]]]]:
+    """The box ``[x, y, w, h]`` and the ``(class, level-0 points)`` of an ASAP label as QuPath's extension saves it
+    (points relative to the ``Annotations`` element's ``X``, ``Y``; a box of zero size: the objects' bounds)."""
+    root = ET.parse(xml_file).getroot()
+    group = root.find("Annotations")
+    x, y, w, h = (int(float(group.get(k, 0))) if group is not None else 0 for k in "XYWH")
+    objects = []
+    for annotation in root.iter("Annotation"):
+        points = [(x + float(c.get("X")), y + float(c.get("Y"))) for c in annotation.iter("Coordinate")]
+        if len(points) >= 3:
+            objects.append((annotation.get("Name", ""), points))
+    if (w <= 0 or h <= 0) and objects:
+        xs, ys = [p[0] for _, ps in objects for p in ps], [p[1] for _, ps in objects for p in ps]
+        x, y = int(min(xs)), int(min(ys))
+        w, h = int(max(xs)) + 1 - x, int(max(ys)) + 1 - y
+    return [x, y, w, h], objects
+
+
+def label_region_pngs(
+    slide: Path, xml_file: Path, out_dir: Path, labels: dict[str, int], image_mpp: float, max_side: int = 8192
+) -> tuple[Path, Path] | None:
+    """The box of an ASAP label as a training pair the bundle reads: ``<out_dir>/<slide stem>.png`` (the slide's
+    pixels) and ``<slide stem>_label.png`` (each object filled with its class's index in ``labels``, matched without
+    case; other classes left out), both resampled to ``image_mpp`` µm/px. Made again only when the label is newer.
+    None (with the reason logged by the caller) when the box is empty or larger than ``max_side`` level-0 pixels."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from medt_monai.data import open_slide, slide_mpp
+
+    image_png, label_png = out_dir / f"{slide.stem}.png", out_dir / f"{slide.stem}_label.png"
+    if label_png.is_file() and label_png.stat().st_mtime >= xml_file.stat().st_mtime:
+        return image_png, label_png
+    (x, y, w, h), objects = asap_objects(xml_file)
+    if w <= 0 or h <= 0 or max(w, h) > max_side:
+        return None
+    reader, wsi = open_slide(slide)
+    factor = slide_mpp(reader, wsi, slide) / image_mpp
+    data, _ = reader.get_data(wsi, location=(y, x), size=(h, w), level=0)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    image = Image.fromarray(np.ascontiguousarray(np.moveaxis(np.asarray(data)[:3], 0, -1)))
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    lower = {k.lower(): v for k, v in labels.items()}
+    for name, points in objects:
+        if name.lower() in lower:
+            draw.polygon([((px - x) * factor, (py - y) * factor) for px, py in points], fill=int(lower[name.lower()]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image.resize(size, Image.BILINEAR).save(image_png)
+    mask.save(label_png)
+    return image_png, label_png

@@ -15,7 +15,8 @@ JSON bodies, ``Authorization`` from its login flow, its multipart layout) checks
   bundle's own slide command (CLI, main environment) on the same region, cut to it; ``output=dsa`` and ``json`` give
   the same polygons;
 * ``POST /infer/wsi_v2/medt`` with the region as an uploaded PNG: polygons relative to the patch, inside it;
-* ``PUT /datastore/label`` with the extension's ASAP XML stores it as the slide's final label.
+* ``PUT /datastore/label`` with the extension's ASAP XML stores it as the slide's final label, and the training pair
+  ``/train`` makes of it is the region at the bundle's µm/px with the model's classes filled in.
 
 The random network's output bias is set so that about half of the region's pixels are foreground (the geometry
 checks would be blind on an empty answer). Without the environment the tests skip (fail with
@@ -40,6 +41,7 @@ import urllib.parse
 import xml.dom.minidom
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bundle_helpers import _eval_output_bias
 
@@ -57,7 +59,7 @@ SLIDE_ID = SLIDE.stem
 SLIDE_MPP = 0.499  # the slide's own micrometres per pixel (20x)
 REGION = (600, 900, 1000, 1000)  # level-0 x, y, width, height
 MIN_POLY_AREA = 30  # what the extension sends
-FILE_EXT = '["*.png", "*.jpg", "*.svs", "*.tif", "*.tiff", "*.ndpi", "*.mrxs"]'  # docs/monailabel.md
+FILE_EXT = '["*.png", "*.jpg", "*.svs", "*.tif", "*.tiff", "*.ndpi", "*.mrxs", "*.xml"]'  # docs/monailabel.md (xml: QuPath labels)
 USER, PASSWORD = "clinician", "correct horse battery"
 
 START_TIMEOUT = 180
@@ -412,17 +414,29 @@ def test_wsi_v2_upload_answers_patch_relative_polygons(server):
     _check_polygons(_read_like_extension(data, offset=(x, y)), REGION)  # the extension adds the region's offset
 
 
-def test_corrected_region_saved_back(server):
-    """SubmitLabel: the clinician's objects as ASAP XML (coordinates relative to the box), PUT as the final label."""
+def _label_xml() -> bytes:
+    """SubmitLabel's XML: the box of the region, each object's points relative to it (here one triangle)."""
     x, y, w, h = REGION
-    label = (
+    return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<ASAP_Annotations>\n<Annotations Name="" Description="" X="{x}" '
         f'Y="{y}" W="{w}" H="{h}">\n<Annotation Name="Gland" Type="Polygon" PartOfGroup="Gland" Color="#00a000">\n'
         '<Coordinates>\n<Coordinate Order="0" X="100" Y="100"/>\n<Coordinate Order="1" X="400" Y="120"/>\n'
-        '<Coordinate Order="2" X="300" Y="380"/>\n</Coordinates>\n</Annotation>\n</Annotations>\n<AnnotationGroups>\n'
+        '<Coordinate Order="2" X="300" Y="380"/>\n</Coordinates>\n</Annotation>\n'
+        '<Annotation Name="Stroma" Type="Polygon" PartOfGroup="Stroma" Color="#ff0000">\n<Coordinates>\n'
+        '<Coordinate Order="0" X="600" Y="600"/>\n<Coordinate Order="1" X="900" Y="600"/>\n'
+        '<Coordinate Order="2" X="900" Y="900"/>\n</Coordinates>\n</Annotation>\n</Annotations>\n<AnnotationGroups>\n'
         '<Group Name="Gland" PartOfGroup="None" Color="#00a000">\n<Attributes/>\n</Group>\n</AnnotationGroups>\n'
         "</ASAP_Annotations>\n"
     ).encode()
+
+
+def test_corrected_region_saved_back(server, workspace, tmp_path):
+    """SubmitLabel: the clinician's objects as ASAP XML, PUT as the final label; what the training makes of it."""
+    from PIL import Image
+
+    from monailabel_app.wsi import label_region_pngs
+
+    label = _label_xml()
     status, data = server.multipart("PUT", f"/datastore/label?image={SLIDE_ID}",
                                     files={"label": (f"{SLIDE_ID}123.xml", "application/xml", label)},
                                     fields={"params": "{}"})  # fmt: skip
@@ -432,6 +446,18 @@ def test_corrected_region_saved_back(server):
     assert "final" in json.loads(data)["objects"][SLIDE_ID]["labels"]
     status, stored = server.request("GET", f"/datastore/label?label={SLIDE_ID}&tag=final")
     assert status == 200 and stored == label
+
+    # the training pair /train makes of it: the region at the bundle's 0.62 um/px, the Gland triangle as 1
+    stored_file = workspace["studies"] / "labels" / "final" / f"{SLIDE_ID}.xml"
+    image_png, label_png = label_region_pngs(SLIDE, stored_file, tmp_path, {"gland": 1}, 0.62)
+    factor = SLIDE_MPP / 0.62
+    with Image.open(image_png) as im, Image.open(label_png) as lb:
+        image, mask = np.asarray(im), np.asarray(lb)
+    assert image.shape == (round(1000 * factor), round(1000 * factor), 3) and mask.shape == image.shape[:2]
+    assert set(np.unique(mask).tolist()) == {0, 1}  # Stroma is not a class of the model: left out
+    assert abs(int(mask.sum()) - 40_000 * factor**2) < 0.05 * mask.sum()  # the triangle's 40,000 level-0 px²
+    assert image.std() > 10  # the slide's tissue, not an empty canvas
+    assert mask[round(200 * factor), round(270 * factor)] == 1 and mask[round(750 * factor), round(850 * factor)] == 0
 
 
 # ------------------------------------------------------------------------------------------------
