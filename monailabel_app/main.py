@@ -156,7 +156,10 @@ class MedTApp(MONAILabelApp):
                 collection = wsi.run_slide_command(self.bundle, slide, region, tmp / "out")
             except Exception as e:
                 logger.exception(f"slide command on {slide.name} {region} failed")
-                raise HTTPException(500, f"the bundle's slide command failed on {image!r}: {e}") from e
+                cause = e
+                while cause.__cause__ is not None:  # the bundle's own message, under MONAI's config wrappers
+                    cause = cause.__cause__
+                raise HTTPException(500, f"the bundle's slide command failed on {image!r}: {cause}") from e
         polygons = wsi.region_polygons(collection, region, float(request.get("min_poly_area") or 0))
         name = f"MedT {MODEL} for {[x, y, w, h]}"
         params = wsi.feature_collection(polygons, name=name, model=MODEL, location=[x, y], size=[w, h])

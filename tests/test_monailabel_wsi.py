@@ -516,6 +516,12 @@ def test_front_tokens_expire_are_signed_and_die_with_the_users_entry(tmp_path):
     assert _call(app, headers=expired)[0] == 401
     front.add_user(users, "ana", "second password")  # a new password voids the old tokens
     assert _call(app, headers=bearer)[0] == 401
+    front.add_user(users, "bob", "bob's password")
+    app.signer.lifetime_s = 3600
+    bob = [("Authorization", f"Bearer {app.signer.issue('bob', front.read_users(users)['bob'])}")]
+    assert _call(app, headers=bob)[0] == 200
+    users.write_text("".join(line for line in users.read_text().splitlines(True) if not line.startswith("bob:")))
+    assert _call(app, headers=bob)[0] == 401  # a removed user's tokens end with the line
     stored = users.read_text()
     assert (
         "first password" not in stored and "second password" not in stored and oct(users.stat().st_mode)[-3:] == "600"
