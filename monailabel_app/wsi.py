@@ -27,11 +27,10 @@ __all__ = [
 ]
 
 
-def run_slide_command(
-    bundle: Path, slide: Path, region: Sequence[int] | None, output_dir: Path, device: str = "cpu"
-) -> dict:
+def run_slide_command(bundle: Path, slide: Path, region: Sequence[int] | None, output_dir: Path) -> dict:
     """Run the bundle's slide command on ``slide`` (``region``: level-0 ``(x, y, width, height)``, None: all of it)
-    in this process and return the GeoJSON ``FeatureCollection`` it writes to ``output_dir``."""
+    in this process, on the bundle's ``device`` (the first CUDA GPU if any, else the CPU), and return the GeoJSON
+    ``FeatureCollection`` it writes to ``output_dir``."""
     from monai.bundle import run
 
     configs = [str(bundle / "configs" / "inference.json"), str(bundle / "configs" / "inference_wsi.json")]
@@ -43,7 +42,6 @@ def run_slide_command(
         region=[int(v) for v in region] if region is not None else None,
         dataset_dir=None,
         output_dir=str(output_dir),
-        device=f"$torch.device('{device}')",
     )
     path = output_dir / f"{slide.stem}.geojson"
     if not path.is_file():
