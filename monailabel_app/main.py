@@ -76,6 +76,8 @@ class ImageTrainTask(BundleTrainTask):
 
 
 class MedTApp(MONAILabelApp):
+    """The app MONAI Label loads from this file (the first class deriving ``MONAILabelApp`` directly)."""
+
     def __init__(self, app_dir, studies, conf):
         self.bundle = Path(conf.get("bundle") or Path(app_dir) / "model" / MODEL).expanduser().resolve()
         needs = [f"configs/{n}.json" for n in ("inference", "inference_wsi", "metadata")] + ["models/model.pt"]
