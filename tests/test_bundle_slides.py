@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,41 @@ def test_bad_settings_fail_before_any_work(slides, tmp_path):
     r = _run(_args(slides, tmp_path / "out2", "--image_scale", "$None"))
     assert r.returncode != 0 and "slide inference needs a model with a physical scale" in r.log
     assert not (tmp_path / "out2").exists()
+
+
+GLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "glas" / "train"
+
+
+@pytest.mark.realdata
+def test_shipped_model_finds_the_same_glands_on_a_slide_as_on_its_tiles(tmp_path):
+    """Six GlaS tiles laid out as a 3-level pyramidal TIFF at 0.62 um/px: the slide command's polygons, drawn back into
+    each tile, match the tile command's instances (GlaS object matching, pooled over the tiles); both with the shipped
+    weights and defaults. scripts/compare_slide_tiles.py measures the same on whole folds (docs/results.md)."""
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from compare_slide_tiles import montage, rasterize
+
+    from medt_monai.metrics.object_metrics import compute_object_detection_counts, pooled_object_f1
+
+    if not GLAS.is_dir():
+        pytest.skip(f"{GLAS} not found: the real GlaS data (../shared/data) is not beside the checkout")
+    tiles_dir = tmp_path / "tiles"
+    tiles_dir.mkdir()
+    names = ["train_1", "train_13", "train_20", "train_33", "train_45", "train_73"]
+    for name in names:
+        (tiles_dir / f"{name}.png").write_bytes((GLAS / "img" / f"{name}.png").read_bytes())
+    tiles = [tiles_dir / f"{name}.png" for name in names]
+    image, boxes = montage(tiles, columns=3)
+    slide = write_pyramidal_tiff(tmp_path / "montage.tif", image, mpp=0.62, levels=3)
+    _ok(_run(["run", "--config_file", INFERENCE, "--dataset_dir", str(tiles_dir), "--output_dir", str(tmp_path / "t")]))
+    _ok(_run(["run", "--config_file", _configs(INFERENCE, INFERENCE_WSI), "--slide", str(slide),
+              "--output_dir", str(tmp_path / "s")]))  # fmt: skip
+    features = json.loads((tmp_path / "s" / "montage.geojson").read_text())["features"]
+    counts = []
+    for name, box in zip(names, boxes):
+        tile_objects = np.asarray(Image.open(tmp_path / "t" / f"{name}_instances.png")).astype(np.int32)
+        counts.append(compute_object_detection_counts(rasterize(features, box), tile_objects))
+    assert pooled_object_f1(np.asarray(counts)) >= 0.9, counts

@@ -71,3 +71,32 @@ def test_rejects_zero_spatial_dims_and_transpose_of_one_axis():
         FlipInferer(spatial_dims=0)
     with pytest.raises(ValueError, match="transpose needs at least 2 spatial axes"):
         FlipInferer(spatial_dims=1, transpose=True)
+
+
+def test_sliding_windows_pad_small_images_by_reflection_at_any_size():
+    """``network_size_inferer`` with ``image_scale``: windows of 16 over images of 12x10 (torch reflects them) and 5x3
+    (under half a window: NumPy's repeated reflection); the network sees what reflection padding gives, the output
+    has the image's size."""
+    import numpy as np
+
+    from medt_monai.inferers import ReflectSlidingWindowInferer, network_size_inferer
+
+    inferer = network_size_inferer(16, image_scale=0.5)
+    assert isinstance(inferer, ReflectSlidingWindowInferer)
+    seen = []
+
+    def net(x):
+        seen.append(x.clone())
+        return x * 2
+
+    for shape in ((12, 10), (5, 3)):
+        seen.clear()
+        x = torch.rand(1, 2, *shape)
+        out = inferer(x, net)
+        assert out.shape == x.shape
+        torch.testing.assert_close(out, 2 * x)
+        d = [16 - s for s in shape]
+        expected = np.pad(
+            x.numpy(), [(0, 0), (0, 0), (d[0] // 2, d[0] - d[0] // 2), (d[1] // 2, d[1] - d[1] // 2)], "reflect"
+        )
+        torch.testing.assert_close(seen[0], torch.as_tensor(expected))

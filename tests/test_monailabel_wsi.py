@@ -173,7 +173,7 @@ def _check_polygons(polygons, region) -> None:
     assert polygons, "no polygon: the geometry checks would be blind"
     x, y, w, h = region
     for name, _, points in polygons:
-        assert name == "Gland"
+        assert name == "gland"
         polygon = shapely.Polygon(points)
         assert polygon.is_valid, shapely.validation.explain_validity(polygon)
         assert polygon.area >= MIN_POLY_AREA
@@ -385,7 +385,7 @@ def test_wsi_dsa_and_json_give_the_same_polygons(server, wsi_asap):
     status, data = server.request("POST", f"/infer/wsi/{MODEL}?output=dsa&image={SLIDE_ID}", _infer_body(REGION[:2], REGION[2:]))  # fmt: skip
     assert status == 200, data[:2000]
     elements = json.loads(data)["elements"]
-    assert all(e["type"] == "polyline" and e["closed"] and e["label"]["value"] == "Gland" for e in elements)
+    assert all(e["type"] == "polyline" and e["closed"] and e["label"]["value"] == "gland" for e in elements)
     assert [[tuple(p[:2]) for p in e["points"]] for e in elements] == expected
     status, data = server.request("POST", f"/infer/wsi/{MODEL}?output=json&image={SLIDE_ID}", _infer_body(REGION[:2], REGION[2:]))  # fmt: skip
     assert status == 200, data[:2000]

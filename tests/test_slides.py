@@ -54,7 +54,7 @@ def test_object_features_place_polygons_in_level0_and_measure_them_in_micrometre
     )
     props = features[0]["properties"]
     assert props["objectType"] == "annotation"
-    assert props["classification"] == {"name": "Gland", "color": [0, 160, 0]}
+    assert props["classification"] == {"name": "gland", "color": [0, 160, 0]}
     assert props["measurements"]["Area µm^2"] == pytest.approx(square.area * 0.25, abs=1e-3)
     assert props["measurements"]["Perimeter µm"] == pytest.approx(square.length * 0.5, abs=1e-3)
     # keep_box keeps the objects whose centroid lies inside: the square's centroid is (108, 210)

@@ -43,7 +43,7 @@ class SlideObjectsWriter:
         output_dir: str | Path,
         slides: Sequence[str] = (),
         object_type: str = "detection",
-        class_name: str = "Gland",
+        class_name: str = "gland",
         color: Sequence[int] = (0, 160, 0),
         tolerance: float = 0.5,
         instance_key: str = "pred_instances",

@@ -3,17 +3,44 @@ over images zoomed by ``image_scale``."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 
-__all__ = ["network_size_inferer"]
+__all__ = ["ReflectSlidingWindowInferer", "network_size_inferer"]
+
+
+class ReflectSlidingWindowInferer(SlidingWindowInferer):
+    """MONAI's ``SlidingWindowInferer`` whose windows reach past an image smaller than a window by reflection, as
+    :func:`~medt_monai.transforms.network_size_crops` pads training images, at any size: torch reflects at most
+    ``size - 1`` pixels, so an image under half a window is first padded by NumPy's repeated reflection (the same
+    split before / after as ``SlidingWindowInferer``), run, and cut back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, padding_mode="reflect", **kwargs)
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
+        spatial = inputs.shape[2:]
+        missing = [max(int(r) - int(s), 0) for r, s in zip(self.roi_size, spatial)]
+        if all(d - d // 2 < s for d, s in zip(missing, spatial)):
+            return super().__call__(inputs, network, *args, **kwargs)
+        pads = [(d // 2, d - d // 2) for d in missing]
+        array = np.pad(inputs.detach().cpu().numpy(), [(0, 0), (0, 0), *pads], mode="reflect")
+        padded = torch.as_tensor(array, device=inputs.device)
+        if isinstance(inputs, MetaTensor):
+            padded = MetaTensor(padded, meta=inputs.meta, applied_operations=inputs.applied_operations)
+        outputs = super().__call__(padded, network, *args, **kwargs)
+        window = (..., *(slice(before, before + s) for (before, _), s in zip(pads, spatial)))
+        return outputs[window]
 
 
 def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inferer:
-    """The inferer for :func:`~medt_monai.transforms.network_size_transform`'s output: the whole image at once, or (zoomed images of any
-    size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap, images smaller than a window padded by
-    reflection as :func:`~medt_monai.transforms.network_size_crops` pads them in training."""
+    """The inferer for :func:`~medt_monai.transforms.network_size_transform`'s output: the whole image at once, or (zoomed
+    images of any size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap, images smaller than a
+    window padded by reflection (:class:`ReflectSlidingWindowInferer`)."""
     if image_scale is None:
         return SimpleInferer()
-    return SlidingWindowInferer(
-        roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian", padding_mode="reflect"
-    )
+    return ReflectSlidingWindowInferer(roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian")

@@ -61,7 +61,7 @@ def object_features(
     mpp: float | None = None,
     keep_box: Sequence[float] | None = None,
     object_type: str = "detection",
-    class_name: str = "Gland",
+    class_name: str = "gland",
     color: Sequence[int] = (0, 160, 0),
     tolerance: float = 0.5,
 ) -> list[dict]:
