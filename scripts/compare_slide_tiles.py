@@ -42,16 +42,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "bundle" / "configs"
 
 
-def montage(tiles: list[Path], columns: int, glass: int = 245) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """The tiles in a grid of equal cells on glass, and each tile's (y0, x0, y1, x1) in the montage."""
+def montage(
+    tiles: list[Path], columns: int, gap: int = 0, glass: int = 245
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """The tiles in a grid of equal cells on glass, ``gap`` pixels of glass between them, and each tile's
+    (y0, x0, y1, x1) in the montage."""
     sizes = [Image.open(p).size for p in tiles]  # (w, h)
-    cell_h, cell_w = max(h for _, h in sizes), max(w for w, _ in sizes)
+    cell_h, cell_w = max(h for _, h in sizes) + gap, max(w for w, _ in sizes) + gap
     rows = math.ceil(len(tiles) / columns)
-    image = np.full((rows * cell_h, columns * cell_w, 3), glass, np.uint8)
+    image = np.full((rows * cell_h + gap, columns * cell_w + gap, 3), glass, np.uint8)
     boxes = []
     for k, path in enumerate(tiles):
         tile = np.asarray(Image.open(path).convert("RGB"))
-        y, x = (k // columns) * cell_h, (k % columns) * cell_w
+        y, x = gap + (k // columns) * cell_h, gap + (k % columns) * cell_w
         image[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
         boxes.append((y, x, y + tile.shape[0], x + tile.shape[1]))
     return image, boxes
@@ -91,6 +94,8 @@ def main() -> None:
     parser.add_argument("--work_dir", type=Path, required=True)
     parser.add_argument("--mpp", type=float, default=0.62, help="micrometres per pixel of the tiles")
     parser.add_argument("--columns", type=int, default=6)
+    parser.add_argument("--gap", type=int, default=0, help="glass between the tiles (pixels); 0: tiles touch")
+    parser.add_argument("--slide_level", default=None, help="the slide command's --slide_level (default: its own)")
     parser.add_argument("options", nargs="*", help="after --: options for both bundle commands")
     args = parser.parse_args()
 
@@ -103,15 +108,16 @@ def main() -> None:
         if not link.exists():
             link.symlink_to(Path(item["image"]).resolve())
     tiles = [work / "tiles" / Path(item["image"]).name for item in items]
-    image, boxes = montage(tiles, args.columns)
+    image, boxes = montage(tiles, args.columns, args.gap)
     slide = write_pyramidal_tiff(work / "montage.tif", image, args.mpp, levels=3)
     print(f"{slide}: {image.shape[1]}x{image.shape[0]} px, {len(tiles)} tiles", flush=True)
 
     common = ["--ckpt_path", args.ckpt_path, *args.options]
-    bundle("--config_file", str(CONFIGS / "inference.json"), "--dataset_dir", str(work / "tiles"),
-           "--output_dir", str(work / "tile_out"), *common)  # fmt: skip
+    if not all((work / "tile_out" / f"{tile.stem}_instances.png").is_file() for tile in tiles):  # kept from a run
+        bundle("--config_file", str(CONFIGS / "inference.json"), "--dataset_dir", str(work / "tiles"),
+               "--output_dir", str(work / "tile_out"), *common)  # fmt: skip
     bundle("--config_file", f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'inference_wsi.json'}']", "--slide",
-           str(slide), "--output_dir", str(work / "slide_out"), *common)  # fmt: skip
+           str(slide), "--output_dir", str(work / "slide_out"), *common, *(['--slide_level', args.slide_level] if args.slide_level else []))  # fmt: skip
 
     features = json.loads((work / "slide_out" / "montage.geojson").read_text())["features"]
     counts = {"slide_vs_tile": [], "slide_vs_truth": [], "tile_vs_truth": []}

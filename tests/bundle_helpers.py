@@ -30,6 +30,9 @@ OBJECT_METRICS = ["test_object_f1", "test_object_dice", "test_object_hausdorff",
 #: the GlaS challenge's object F1 of a test part: pooled over the images from their (TP, FP, FN), not a mean
 POOLED_F1 = "test_object_f1_pooled"
 
+#: inference.json's defaults are the shipped GlaS model's (``--output instances``, images zoomed by 0.2); the models the
+#: tests train on the demo set are semantic and squeeze images to img_size, so their inference says so
+DEMO_MODEL = ["--output", "semantic", "--image_scale", "$None"]
 IMG = 64  # MedT needs a multiple of 64 (4x4 patch grid of 16x16 patches)
 N_TRAIN, N_VAL, N_TEST = 8, 3, 3
 

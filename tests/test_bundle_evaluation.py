@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import (
+    DEMO_MODEL,
     EVALUATE,
     INFERENCE,
     N_TEST,
@@ -152,7 +153,9 @@ def test_object_min_size_removes_small_components_from_written_and_scored_masks(
 
     def infer(min_size: int) -> dict[str, np.ndarray]:
         out = tmp_path / f"masks_{min_size}"
-        _ok(_run(["run", "--config_file", INFERENCE, "--output_dir", str(out), "--object_min_size", str(min_size)]))
+        # the demo images are about at the shipped model's scale (GlaS tiles squeezed to 128 px): not zoomed
+        args = ["--output_dir", str(out), "--object_min_size", str(min_size), "--image_scale", "1.0"]
+        _ok(_run(["run", "--config_file", INFERENCE, *args]))
         return {p.name: np.array(Image.open(p)) > 0 for p in sorted(out.glob("*_seg.png"))}
 
     masks = infer(0)
@@ -203,7 +206,8 @@ def test_fill_holes_fills_the_enclosed_background_of_written_and_scored_masks(tm
         out = tmp_path / f"masks{len(args)}"
         network = ["--network_def", "$torch.nn.Conv2d(3, 2, 1)", "--ckpt_path", str(tmp_path / "conv.pt")]
         args = [
-            "run", "--config_file", INFERENCE, "--dataset_dir", str(in_dir), "--output_dir", str(out), *network, *args,
+            "run", "--config_file", INFERENCE, "--dataset_dir", str(in_dir), "--output_dir", str(out), *network,
+            *DEMO_MODEL, *args,
         ]  # fmt: skip
         _ok(_run(args))
         return np.array(Image.open(out / "ring_seg.png")) > 0

@@ -49,12 +49,18 @@ def test_verify_net_in_out():
     assert "verified with no error" in _ok(_run(args, timeout=300))
 
 
-def _eager(model_pt: Path, img_size: int = IMG) -> tuple[torch.nn.Module, torch.Tensor]:
+def _eager(
+    model_pt: Path, img_size: int = IMG, output: str | None = "semantic"
+) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The network of ``inference.json`` with ``model_pt`` (the demo-trained models: ``output="semantic"``; the shipped
+    model: None, the config's default)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(INFERENCE)
     parser["img_size"] = img_size
+    if output is not None:
+        parser["output"] = output
     parser["device"] = "$torch.device('cpu')"
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(model_pt, map_location="cpu", weights_only=True))
@@ -66,7 +72,7 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
     ts = tmp_path / "model.ts"
     args = [
         "ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(trained["model"]),
-        "--meta_file", METADATA, "--config_file", INFERENCE, "--img_size", str(IMG),
+        "--meta_file", METADATA, "--config_file", INFERENCE, "--img_size", str(IMG), "--output", "semantic",
         "--use_trace", "True", "--input_shape", f"[1, 3, {IMG}, {IMG}]",
     ]  # fmt: skip
     _ok(_run(args, timeout=300))
@@ -95,7 +101,7 @@ def test_model_zoo_ckpt_export_scripts_the_shipped_model(tmp_path):
     extra = {"metadata.json": ""}
     scripted = torch.jit.load(os.path.join(bundle_path, "models/verify_model.ts"), _extra_files=extra).eval()
     assert json.loads(extra["metadata.json"])["version"] == json.loads(Path(METADATA).read_text())["version"]
-    net, _ = _eager(BUNDLE / "models" / "model.pt", img_size=128)
+    net, _ = _eager(BUNDLE / "models" / "model.pt", img_size=128, output=None)
     torch.manual_seed(0)
     x = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
@@ -107,7 +113,7 @@ def test_onnx_export_matches_eager(trained, tmp_path):
     onnx_path = tmp_path / "model.onnx"
     args = [
         "onnx_export", "network_def", "--filepath", str(onnx_path), "--ckpt_file", str(trained["model"]),
-        "--meta_file", METADATA, "--config_file", INFERENCE, "--img_size", str(IMG),
+        "--meta_file", METADATA, "--config_file", INFERENCE, "--img_size", str(IMG), "--output", "semantic",
         "--use_trace", "True", "--input_shape", f"[1, 3, {IMG}, {IMG}]", "--converter_kwargs", "{'dynamo': True}",
     ]  # fmt: skip
     _ok(_run(args, timeout=600))

@@ -86,6 +86,12 @@ def test_blocks_tile_the_slide_and_read_the_coarsest_level_fine_enough(tmp_path)
         covered[y0:y1, x0:x1] += 1
     assert (covered[50:250, 100:400] == 1).all() and covered.sum() == 300 * 200
     assert min(b["location"][0] for b in part) < 50 and min(b["location"][1] for b in part) < 100
+    # --slide_level 0: full resolution, zoomed by 0.5 / 1.5 to the model's scale
+    full = slide_blocks(slide, model_mpp=1.5, block_size=128, margin=16, tissue_only=False, level=0)
+    assert {b["level"] for b in full} == {0} and full[0]["zoom"] == pytest.approx(0.5 / 1.5)
+    assert [b["core"] for b in full] == [b["core"] for b in blocks]
+    with pytest.raises(ValueError, match="level 3 does not exist"):
+        slide_blocks(slide, model_mpp=1.5, level=3)
     with pytest.raises(ValueError, match="lies outside the slide"):
         slide_blocks(slide, model_mpp=1.5, region=(1000, 0, 10, 10))
     # a block read: the level-1 region zoomed to the model's scale, [0, 1]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from medt_monai.data.demo import DEMO_SLIDE_MPP, default_data_dir, make_demo_dataset, make_demo_slide
 from medt_monai.data.folder import folder_datalist, medt_layout_datalist
-from medt_monai.data.glas import glas_datalist
+from medt_monai.data.glas import GLAS_MPP, glas_datalist
 from medt_monai.data.images import IMAGE_EXTENSIONS, INSTANCE_KEY, check_pairs, image_size
 from medt_monai.data.inference import ReadableImages, UniqueOutputNames, image_datalist
 from medt_monai.data.monuseg import monuseg_datalist, rasterize_xml, rasterize_xml_instances, read_xml_polygons
@@ -29,10 +29,21 @@ from medt_monai.data.slides import (
     tissue_mask,
     write_pyramidal_tiff,
 )
-from medt_monai.data.splits import DATASET_NAMES, dataset_splits, split_datalist
+from medt_monai.data.splits import (
+    DATASET_NAMES,
+    RECIPE_DEFAULTS,
+    dataset_splits,
+    default_image_scale,
+    default_output,
+    split_datalist,
+)
 
 __all__ = [
     "DATASET_NAMES",
+    "GLAS_MPP",
+    "RECIPE_DEFAULTS",
+    "default_image_scale",
+    "default_output",
     "DEMO_SLIDE_MPP",
     "LoadSlideBlockd",
     "SLIDE_EXTENSIONS",

@@ -13,7 +13,10 @@ from medt_monai.data.cache import default_cache
 from medt_monai.data.images import INSTANCE_KEY, check_pairs, natural_key
 from medt_monai.utils.files import atomic_save_png
 
-__all__ = ["glas_datalist"]
+__all__ = ["GLAS_MPP", "glas_datalist"]
+
+#: micrometres per pixel of the GlaS images (20x objective, Zeiss MIRAX MIDI scanner)
+GLAS_MPP = 0.62
 
 
 def _binary_from_instances(path: Path) -> np.ndarray:

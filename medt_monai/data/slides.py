@@ -166,6 +166,7 @@ def slide_blocks(
     backend: str = "openslide",
     tissue_only: bool = True,
     region: Sequence[int] | None = None,
+    level: int | None = None,
 ) -> list[dict]:
     """The blocks of one slide, each a dict for :class:`LoadSlideBlockd` (the slide's path at ``"image"``):
 
@@ -188,6 +189,8 @@ def slide_blocks(
         region: only this part of the slide, level-0 ``(x, y, width, height)`` as QuPath and OpenSlide give it: the
             cores are cut to it (the blocks still read their margins around it, for context), so the objects are
             those whose centroid lies in the region. None: the whole slide.
+        level: the pyramid level to read (0: full resolution, zoomed as the training tiles were); None: the coarsest
+            level still at least as fine as ``model_mpp`` (less to read and zoom).
 
     Raises:
         ValueError: ``block_size <= 2 * margin``; a ``region`` that is not 4 numbers or lies outside the slide; see
@@ -208,7 +211,11 @@ def slide_blocks(
         right0, bottom0 = min(width, int(region[0]) + int(region[2])), min(height, int(region[1]) + int(region[3]))
         if right0 <= left0 or bottom0 <= top0:
             raise ValueError(f"{path}: region {tuple(region)} lies outside the slide ({width} x {height} at level 0).")
-    level = _level_for(reader, wsi, mpp0, model_mpp)
+    if level is None:
+        level = _level_for(reader, wsi, mpp0, model_mpp)
+    elif not 0 <= int(level) < reader.get_level_count(wsi):
+        raise ValueError(f"{path}: level {level} does not exist (the slide has {reader.get_level_count(wsi)} levels).")
+    level = int(level)
     downsample = float(reader.get_downsample_ratio(wsi, level))
     factor = model_mpp / mpp0  # level-0 pixels per pixel at the model's scale
     core = (block_size - 2 * margin) * factor

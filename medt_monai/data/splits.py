@@ -14,9 +14,31 @@ from medt_monai.data.glas import glas_datalist
 from medt_monai.data.images import natural_key
 from medt_monai.data.monuseg import monuseg_datalist
 
-__all__ = ["DATASET_NAMES", "dataset_splits", "split_datalist"]
+__all__ = [
+    "DATASET_NAMES",
+    "RECIPE_DEFAULTS",
+    "dataset_splits",
+    "default_image_scale",
+    "default_output",
+    "split_datalist",
+]
 
 DATASET_NAMES = ("demo", "medt", "glas", "monuseg", "decathlon", "folder")
+#: what the bundle's ``train.json`` learns a data set with unless told (``--output``, ``--image_scale``): GlaS glands
+#: as separate objects, with every image zoomed by 0.2 (0.62 -> 3.1 um/px, so that slides are read at the same scale),
+#: as decided by cross-validation (docs/research/recipes.md, "twenty-fourth round"); every other data set: the
+#: semantic mask of images squeezed to ``img_size``.
+RECIPE_DEFAULTS = {"glas": {"output": "instances", "image_scale": 0.2}}
+
+
+def default_output(name: str) -> str:
+    """``train.json``'s default ``output`` for data set ``name`` (:data:`RECIPE_DEFAULTS`, else ``"semantic"``)."""
+    return RECIPE_DEFAULTS.get(str(name).lower(), {}).get("output", "semantic")
+
+
+def default_image_scale(name: str) -> float | None:
+    """``train.json``'s default ``image_scale`` for data set ``name`` (:data:`RECIPE_DEFAULTS`, else None)."""
+    return RECIPE_DEFAULTS.get(str(name).lower(), {}).get("image_scale")
 
 
 def split_datalist(

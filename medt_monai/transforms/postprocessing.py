@@ -5,7 +5,7 @@ Label too), with the ``--fill_holes`` and ``--object_min_size`` options."""
 from __future__ import annotations
 
 from monai.config import KeysCollection
-from monai.transforms import Activationsd, AsDiscreted, Compose, FillHolesd, Invertd, InvertibleTransform
+from monai.transforms import Activationsd, AsDiscreted, Compose, FillHolesd, Invertd, InvertibleTransform, Zoomd
 from monai.utils import str2bool
 
 from medt_monai.transforms.chains import OUTPUTS
@@ -25,6 +25,7 @@ def mask_postprocessing(
     output: str = "semantic",
     instance_key: str = "pred_instances",
     min_seed_size: int = 0,
+    zoom: float | None = None,
 ) -> Compose:
     """Softmax, back to the image's size, argmax, optionally holes filled, small components removed; or, for
     ``output="instances"``, the objects of the three-class probabilities at the image's size
@@ -48,6 +49,9 @@ def mask_postprocessing(
         output: ``"semantic"`` or ``"instances"`` (see :data:`medt_monai.transforms.OUTPUTS`).
         instance_key: ``"instances"``: where the ``(1, H0, W0)`` int32 instance map is written.
         min_seed_size: ``"instances"``: seeds of fewer pixels are dropped before the watershed.
+        zoom: with ``preprocessing`` None, the probabilities are zoomed by this factor (bilinear) before the objects
+            are found: a slide's blocks are taken to the resolution of the tiles the tile workflow finds its objects
+            at, so that both draw the same outlines and ``min_size`` means the same.
 
     Raises:
         ValueError: an unknown ``output``.
@@ -55,6 +59,8 @@ def mask_postprocessing(
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}.")
     transforms = [Activationsd(keys, softmax=True)]
+    if zoom is not None and float(zoom) != 1.0:
+        transforms.append(Zoomd(keys, zoom=float(zoom), mode="bilinear", keep_size=False))
     if preprocessing is not None:
         transforms.append(
             Invertd(keys, transform=preprocessing, orig_keys=orig_keys, nearest_interp=False, to_tensor=True)
