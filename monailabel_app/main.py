@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from fastapi import HTTPException
+from monai.bundle import ConfigParser
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
@@ -84,8 +85,9 @@ class MedTApp(MONAILabelApp):
         for need in needs:
             if not (self.bundle / need).is_file():
                 raise FileNotFoundError(f"bundle {self.bundle} (--conf bundle) has no {need}.")
-        config = json.loads((self.bundle / "configs" / "inference.json").read_text())
-        self.image_mpp = float(config.get("image_mpp") or 0)
+        config = ConfigParser()  # image_mpp may be an expression ("$medt_monai.data.GLAS_MPP")
+        config.read_config(str(self.bundle / "configs" / "inference.json"))
+        self.image_mpp = float(config.get_parsed_content("image_mpp") or 0)
         self.upload_mpp = float(conf.get("upload_mpp") or self.image_mpp)
         if not self.image_mpp > 0:
             raise ValueError(f"{self.bundle}/configs/inference.json: image_mpp must be > 0, got {self.image_mpp}.")

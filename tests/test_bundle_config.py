@@ -24,16 +24,19 @@ def test_inference_config_network_matches_training_config():
         "network_def",
         "network_name",
         "img_size",
-        "image_scale",
         "in_channels",
         "num_classes",
-        "output",
         "network_args",
         "intensity",
         "intensity_max",
         "window_inferer",
     ):
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
+    # the output and the scale: train.json's per data set, inference.json's those of the shipped GlaS model
+    trained, served = _parser(TRAIN, dataset="glas", data_dir="unused"), _parser(INFERENCE)
+    for key, value in (("output", "instances"), ("image_scale", 0.2)):
+        assert trained.get_parsed_content(key) == served.get_parsed_content(key) == value, key
+    assert _parser(TRAIN).get_parsed_content("output") == "semantic"  # the demo set: as before
     # flip TTA: on for inference and evaluation (the shipped scores are with it), off for validation in training
     evaluate = json.loads(Path(EVALUATE).read_text())
     assert (infer["tta"], evaluate["tta"], train["tta"]) == (True, True, False)
@@ -48,15 +51,13 @@ def test_inference_config_network_matches_training_config():
 def test_boolean_switches_read_command_line_strings(flag, flips):
     """``--tta false`` arrives as the string 'false' from the command line; it must switch TTA off, not on."""
     from monai.bundle import ConfigParser
-    from monai.inferers import SimpleInferer
-
-    from medt_monai.inferers import FlipInferer
+    from medt_monai.inferers import FlipInferer, ReflectSlidingWindowInferer
 
     parser = ConfigParser()
     parser.read_config(INFERENCE)
     parser["tta"] = flag
     inferer = parser.get_parsed_content("inferer")
-    assert isinstance(inferer, FlipInferer if flips else SimpleInferer)
+    assert isinstance(inferer, FlipInferer if flips else ReflectSlidingWindowInferer)  # the shipped model's windows
     if flips:
         assert inferer.transpose is False  # the 4 flips by default
         parser = ConfigParser()

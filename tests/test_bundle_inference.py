@@ -232,7 +232,7 @@ def special_inference(work, trained, tmp_path_factory) -> dict:
     _truncate(in_dir / "bad.png")
     # the briefly trained model labels every pixel alike: shift its output bias so that half of the gray image comes
     # out foreground, in the network's own pattern, and a wrongly scaled input shows in the mask
-    parser = _parser(INFERENCE, img_size=IMG, output="semantic", device="$torch.device('cpu')")
+    parser = _parser(INFERENCE, img_size=IMG, output="semantic", image_scale=None, device="$torch.device('cpu')")
     net = parser.get_parsed_content("network_def").eval()
     state = torch.load(trained["model"], map_location="cpu", weights_only=True)
     net.load_state_dict(state)

@@ -185,7 +185,16 @@ def workspace(tmp_path_factory, ml_python):
     config = bundle / "configs" / "inference.json"
     text = config.read_text()
     assert text.count(DOCS_DEFAULT) == 1, f"docs/monailabel.md's sed no longer matches inference.json: {DOCS_DEFAULT}"
-    config.write_text(text.replace(DOCS_DEFAULT, f'"object_min_size": {MIN_SIZE},'))
+    text = text.replace(DOCS_DEFAULT, f'"object_min_size": {MIN_SIZE},')
+    # a seeded semantic network on whole images (the checks below compare masks pixel for pixel and retrain it); the
+    # shipped model's scale and instances are served in tests/test_monailabel_wsi.py
+    for default, semantic in (
+        ("\"image_scale\": \"$medt_monai.data.default_image_scale('glas')\",", '"image_scale": null,'),
+        ("\"output\": \"$medt_monai.data.default_output('glas')\",", '"output": "semantic",'),
+    ):
+        assert text.count(default) == 1, f"inference.json no longer has {default}"
+        text = text.replace(default, semantic)
+    config.write_text(text)
 
     # datastore: a few labelled demo images (labels as 0/1 indices, like a client's saved labels)
     demo = make_demo_dataset(seed=0)  # the shared, generated-once demo set (read only here)
