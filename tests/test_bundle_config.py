@@ -51,6 +51,7 @@ def test_inference_config_network_matches_training_config():
 def test_boolean_switches_read_command_line_strings(flag, flips):
     """``--tta false`` arrives as the string 'false' from the command line; it must switch TTA off, not on."""
     from monai.bundle import ConfigParser
+
     from medt_monai.inferers import FlipInferer, ReflectSlidingWindowInferer
 
     parser = ConfigParser()
