@@ -27,8 +27,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bundle_helpers import _eval_output_bias
+from monailabel_helpers import free_port, log_tail, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundle"
@@ -55,7 +54,6 @@ N_SEEDED = 3  # labelled demo images the datastore starts with; the test adds on
 DOCS_DEFAULT = '"object_min_size": 0,'  # what docs/monailabel.md's sed replaces in the served inference.json
 MIN_SIZE = 20  # the served bundle's --object_min_size: foreground components under 20 pixels become background
 
-START_TIMEOUT = 180  # server start (imports torch, monai, the app, the bundle)
 HTTP_TIMEOUT = 120  # any single request
 TRAIN_TIMEOUT = 300  # the 1-epoch training task
 
@@ -63,10 +61,6 @@ TRAIN_TIMEOUT = 300  # the 1-epoch training task
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
@@ -138,13 +132,6 @@ def _label_indices(mask: np.ndarray) -> np.ndarray:
     if mask.ndim == 3:
         mask = mask[..., 0]
     return (mask > 127).astype(np.uint8)
-
-
-def _log_tail(path: Path, n: int = 80) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no server log)"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,7 +233,7 @@ def workspace(tmp_path_factory, ml_python):
 
 @pytest.fixture(scope="module")
 def server(workspace, ml_python):
-    port = _free_port()
+    port = free_port()
     log_path = workspace["work"] / "server.log"
     cmd = [
         str(ml_python), "-m", "monailabel.main", "start_server",
@@ -255,40 +242,10 @@ def server(workspace, ml_python):
         "--conf", "preload", "false",
     ]  # fmt: skip
     env = {**workspace["env"], "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "CUDA_VISIBLE_DEVICES": ""}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     client = Client(f"http://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"MONAI Label server exited with {proc.returncode}:\n{_log_tail(log_path)}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"MONAI Label server not up in {START_TIMEOUT} s:\n{_log_tail(log_path)}", pytrace=False)
-            try:
-                status, _ = client.request("GET", "/info/", timeout=5)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
+    with running_server(cmd, env, log_path, lambda: client.request("GET", "/info/", timeout=5)[0] == 200):
         client.log_path = log_path
         yield client
-    finally:
-        # the whole process group: uvicorn and any training subprocess it started; SIGKILL whatever
-        # is left after a graceful SIGTERM
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                pass
-        log.close()
-        if os.environ.get("MEDT_MONAILABEL_SHOW_LOG") == "1":
-            print(_log_tail(log_path, 400))
 
 
 @pytest.fixture(scope="module")
@@ -467,11 +424,11 @@ def test_train_from_datastore_updates_model(server, workspace, corrected_label):
         assert time.monotonic() < deadline, f"training not done in {TRAIN_TIMEOUT} s: {task}"
         time.sleep(2)
     details = "\n".join(task.get("details", []))
-    assert task["status"] == "DONE", f"training failed:\n{details}\n--- server log ---\n{_log_tail(server.log_path)}"
+    assert task["status"] == "DONE", f"training failed:\n{details}\n--- server log ---\n{log_tail(server.log_path)}"
 
     # trained from the datastore: the seeded labels plus the corrected one, split 3 train / 1 val
     log = server.log_path.read_text(errors="replace")
-    assert f"Total Records in Dataset: {N_SEEDED + 1}" in log, _log_tail(server.log_path)
+    assert f"Total Records in Dataset: {N_SEEDED + 1}" in log, log_tail(server.log_path)
 
     assert _sha(model_pt) != before, "model.pt was not rewritten by /train"
     ckpt = torch.load(model_pt, map_location="cpu", weights_only=True)

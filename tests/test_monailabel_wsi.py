@@ -32,11 +32,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import xml.dom.minidom
 from pathlib import Path
@@ -44,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bundle_helpers import _eval_output_bias
+from monailabel_helpers import free_port, log_tail, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # monailabel_app (its server module is stdlib only)
@@ -62,21 +60,7 @@ MIN_POLY_AREA = 30  # what the extension sends
 FILE_EXT = '["*.png", "*.jpg", "*.svs", "*.tif", "*.tiff", "*.ndpi", "*.mrxs", "*.xml"]'  # docs/monailabel.md (xml: QuPath labels)
 USER, PASSWORD = "clinician", "correct horse battery"
 
-START_TIMEOUT = 180
 HTTP_TIMEOUT = 300
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _log_tail(path: Path, n: int = 80) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no server log)"
 
 
 class Extension:
@@ -257,7 +241,7 @@ def workspace(tmp_path_factory, ml_python):
 
 @pytest.fixture(scope="module")
 def server(workspace, ml_python):
-    port = _free_port()
+    port = free_port()
     log_path = workspace["work"] / "server.log"
     cmd = [
         str(ml_python), "-m", "monailabel.main", "start_server",
@@ -267,37 +251,12 @@ def server(workspace, ml_python):
     ]  # fmt: skip
     env = {**workspace["env"], "MONAI_LABEL_DATASTORE_FILE_EXT": FILE_EXT,
            "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     client = Extension(port)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"MONAI Label server exited with {proc.returncode}:\n{_log_tail(log_path)}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"MONAI Label server not up in {START_TIMEOUT} s:\n{_log_tail(log_path)}", pytrace=False)
-            try:
-                if client.raw("GET", "/auth/")[0] == 200 and client.request("GET", "/info/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
+    with running_server(
+        cmd, env, log_path, lambda: client.raw("GET", "/auth/")[0] == 200 and client.request("GET", "/info/")[0] == 200
+    ):
         client.log_path = log_path
         yield client
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                pass
-        log.close()
-        if os.environ.get("MEDT_MONAILABEL_SHOW_LOG") == "1":
-            print(_log_tail(log_path, 400))
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +265,7 @@ def wsi_asap(server) -> bytes:
     status, _ = server.request("HEAD", f"/datastore/image?image={SLIDE_ID}")
     assert status == 200, f"HEAD /datastore/image -> {status}: the slide is not in the datastore"
     status, data = server.request("POST", f"/infer/wsi/{MODEL}?output=asap&image={SLIDE_ID}", _infer_body(REGION[:2], REGION[2:]))  # fmt: skip
-    assert status == 200, f"/infer/wsi -> HTTP {status}: {data[:2000]!r}\n{_log_tail(server.log_path)}"
+    assert status == 200, f"/infer/wsi -> HTTP {status}: {data[:2000]!r}\n{log_tail(server.log_path)}"
     return data
 
 
@@ -408,7 +367,7 @@ def test_wsi_v2_upload_answers_patch_relative_polygons(server):
     wsi = _infer_body((0, 0), (0, 0)).decode()  # the extension resets location and size for an upload
     status, data = server.multipart("POST", f"/infer/wsi_v2/{MODEL}?output=asap",
                                     files={"file": (png.name, "image/png", png.read_bytes())}, fields={"wsi": wsi})  # fmt: skip
-    assert status == 200, f"/infer/wsi_v2 -> HTTP {status}: {data[:2000]!r}\n{_log_tail(server.log_path)}"
+    assert status == 200, f"/infer/wsi_v2 -> HTTP {status}: {data[:2000]!r}\n{log_tail(server.log_path)}"
     with Image.open(png) as im:
         assert im.size == (w, h)
     _check_polygons(_read_like_extension(data, offset=(x, y)), REGION)  # the extension adds the region's offset
