@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from bundle_helpers import CONFIGS, IMG, INFERENCE, _configs, _ok, _run
 
@@ -54,8 +55,12 @@ def _args(slides: dict, out, *extra: str) -> list[str]:
 
 
 def test_every_slide_of_the_folder_gets_a_qupath_geojson(slides, tmp_path):
-    log = _ok(_run(_args(slides, tmp_path / "out", "--object_type", "annotation")))
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"tissue.geojson", "glass.geojson"}, log[-3000:]
+    log = _ok(_run(_args(slides, tmp_path / "out", "--object_type", "annotation", "--label_downsample", "4")))
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert written == {"tissue.geojson", "glass.geojson", "tissue_labels.tif", "glass_labels.tif"}, log[-3000:]
+    assert not tifffile.imread(tmp_path / "out" / "glass_labels.tif").any()
+    labels = tifffile.imread(tmp_path / "out" / "tissue_labels.tif")  # 900 x 600 at level 0
+    assert labels.shape == (150, 225) and labels.dtype == np.uint16
     glass = json.loads((tmp_path / "out" / "glass.geojson").read_text())
     assert glass["type"] == "FeatureCollection" and glass["features"] == []
     tissue = json.loads((tmp_path / "out" / "tissue.geojson").read_text())
@@ -67,6 +72,7 @@ def test_every_slide_of_the_folder_gets_a_qupath_geojson(slides, tmp_path):
         assert 0 <= polygon.bounds[0] and polygon.bounds[2] <= 900 and polygon.bounds[3] <= 600
         assert feature["properties"]["objectType"] == "annotation"
         assert set(feature["properties"]["measurements"]) == {"Area µm^2", "Perimeter µm"}
+    assert set(np.unique(labels)) <= set(range(len(tissue["features"]) + 1))
 
 
 def test_one_slide_with_slide(slides, tmp_path):

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.transforms import Zoom
@@ -119,10 +120,10 @@ def test_tissue_mask_finds_the_tissue_and_skips_glass(tmp_path):
     assert slide_blocks(glass, model_mpp=1.0) == []
 
 
-def _run_blocks(slide: Path, out: Path, model_mpp: float, block_size: int, margin: int) -> dict:
+def _run_blocks(slide: Path, out: Path, model_mpp: float, block_size: int, margin: int, **writer_args) -> dict:
     """Blocks -> objects by thresholding the dark discs -> SlideObjectsWriter, as the bundle's evaluator drives it."""
     blocks = slide_blocks(slide, model_mpp, block_size, margin, tissue_only=False)
-    writer = SlideObjectsWriter(out, slides=[str(slide)], object_type="detection")
+    writer = SlideObjectsWriter(out, slides=[str(slide)], object_type="detection", **writer_args)
     engine = SimpleNamespace(state=SimpleNamespace(batch=None, output=None))
     writer._reset(engine)
     load = LoadSlideBlockd()
@@ -151,6 +152,24 @@ def test_objects_crossing_block_borders_come_out_whole_and_once(tmp_path):
         truth_area = (ids == k).sum()
         assert match.area == pytest.approx(truth_area, rel=0.08)  # whole, at 2x coarser than level 0
         assert match.is_valid and match.exterior.is_closed
+
+
+def test_the_objects_also_come_as_a_label_image_at_the_chosen_downsample(tmp_path):
+    centres = [(64, 64), (64, 200), (190, 120), (250, 250), (130, 330)]
+    image, ids = _discs((320, 400), centres, 30)
+    slide = write_pyramidal_tiff(tmp_path / "discs.tif", image, mpp=0.5, levels=1)
+    collection = _run_blocks(slide, tmp_path / "out", model_mpp=1.0, block_size=128, margin=32, label_downsample=4)
+    labels = tifffile.imread(tmp_path / "out" / "discs_labels.tif")
+    assert labels.shape == (80, 100) and labels.dtype == np.uint16
+    assert sorted(np.unique(labels)) == list(range(len(centres) + 1))
+    for k, feature in enumerate(collection["features"], 1):  # id k is the GeoJSON's k-th object, drawn where it lies
+        centre = shapely.geometry.shape(feature["geometry"]).centroid
+        assert labels[int(centre.y // 4), int(centre.x // 4)] == k
+        assert (labels == k).sum() == pytest.approx(np.pi * 30**2 / 16, rel=0.1)
+    with tifffile.TiffFile(tmp_path / "out" / "discs_labels.tif") as tif:  # 4 x 0.5 um per pixel, in pixels per cm
+        assert tif.pages[0].tags["XResolution"].value == (5000, 1)
+    with pytest.raises(ValueError, match="label_downsample"):
+        SlideObjectsWriter(tmp_path / "out", label_downsample=0)
 
 
 def test_a_slide_of_glass_gives_an_empty_collection(tmp_path):

@@ -1,4 +1,5 @@
-"""Collect the objects of a slide's blocks and write them as one QuPath GeoJSON file per slide."""
+"""Collect the objects of a slide's blocks and write them as one QuPath GeoJSON file per slide (and, optionally, as an
+instance label image of the slide at a chosen downsample)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from monai.utils import convert_to_numpy
 
-from medt_monai.utils.geojson import OBJECT_TYPES, feature_collection, object_features, write_geojson
+from medt_monai.data.slides import open_slide, slide_mpp
+from medt_monai.utils.files import atomic_save_tiff
+from medt_monai.utils.geojson import OBJECT_TYPES, feature_collection, label_image, object_features, write_geojson
 from medt_monai.utils.objects import label_objects
 
 if TYPE_CHECKING:
@@ -36,6 +39,14 @@ class SlideObjectsWriter:
         instance_key, pred_key: keys of the engine's output.
         connectivity: components of a semantic mask: 1 (edge neighbours) or 2.
         properties: kept in each collection's ``"properties"`` (e.g. the model's scale), beside the slide's name.
+        label_downsample: also write ``<output_dir>/<slide name>_labels.tif``, the objects as an instance label image
+            (0 background, object ``k`` of the GeoJSON as ``k``; uint16, uint32 past 65535 objects) with one pixel per
+            ``label_downsample`` level-0 pixels and its micrometres per pixel recorded; None writes none.
+        backend, mpp: how the slide is opened and its micrometres per level-0 pixel if it records none (the slide
+            command's ``--slide_backend`` and ``--mpp``), for the label image's size and resolution.
+
+    Raises:
+        ValueError: an unknown ``object_type``; ``label_downsample`` that is not a number > 0.
     """
 
     def __init__(
@@ -50,15 +61,28 @@ class SlideObjectsWriter:
         pred_key: str = "pred",
         connectivity: int = 1,
         properties: dict | None = None,
+        label_downsample: float | None = None,
+        backend: str = "openslide",
+        mpp: float | None = None,
     ) -> None:
         if object_type not in OBJECT_TYPES:
             raise ValueError(f"object_type must be one of {', '.join(map(repr, OBJECT_TYPES))}, got {object_type!r}.")
+        if label_downsample is not None and (
+            isinstance(label_downsample, bool)
+            or not isinstance(label_downsample, (int, float))
+            or label_downsample <= 0
+        ):
+            raise ValueError(
+                f"label_downsample (--label_downsample: level-0 pixels per pixel of the label image) must be a number "
+                f"> 0 or None, got {label_downsample!r}."
+            )
         self.output_dir = Path(output_dir)
         self.slides = [str(s) for s in slides]
         self.style = {"object_type": object_type, "class_name": class_name, "color": color, "tolerance": tolerance}
         self.instance_key, self.pred_key = instance_key, pred_key
         self.connectivity = connectivity
         self.properties = dict(properties or {})
+        self.label_downsample, self.backend, self.mpp = label_downsample, backend, mpp
         self.logger = logging.getLogger(__name__)
         self._features: dict[str, list[dict]] = {}
         self._seen: dict[str, int] = {}
@@ -77,6 +101,10 @@ class SlideObjectsWriter:
     def path_of(self, slide: str) -> Path:
         """``<output_dir>/<slide name without extension>.geojson``."""
         return self.output_dir / f"{Path(slide).stem}.geojson"
+
+    def labels_path_of(self, slide: str) -> Path:
+        """``<output_dir>/<slide name without extension>_labels.tif``."""
+        return self.output_dir / f"{Path(slide).stem}_labels.tif"
 
     def _instances(self, output: dict) -> np.ndarray:
         if output.get(self.instance_key) is not None:
@@ -103,6 +131,12 @@ class SlideObjectsWriter:
         path = self.path_of(slide)
         write_geojson(path, feature_collection(features, slide=Path(slide).name, **self.properties))
         self.written.append(path)
+        if self.label_downsample is not None:
+            reader, wsi = open_slide(slide, self.backend)
+            labels = label_image(features, reader.get_size(wsi, 0), self.label_downsample)
+            mpp = slide_mpp(reader, wsi, slide, self.mpp) * self.label_downsample
+            atomic_save_tiff(labels, self.labels_path_of(slide), mpp=mpp)
+            self.written.append(self.labels_path_of(slide))
         self.logger.info(f"{path}: {len(features)} objects")
 
     def finish(self) -> None:

@@ -3,6 +3,13 @@
 
 from __future__ import annotations
 
-from medt_monai.utils.files import atomic_copy, atomic_save_png, atomic_write_text, fsync_dir, previous_path
+from medt_monai.utils.files import (
+    atomic_copy,
+    atomic_save_png,
+    atomic_save_tiff,
+    atomic_write_text,
+    fsync_dir,
+    previous_path,
+)
 
-__all__ = ["atomic_copy", "atomic_save_png", "atomic_write_text", "fsync_dir", "previous_path"]
+__all__ = ["atomic_copy", "atomic_save_png", "atomic_save_tiff", "atomic_write_text", "fsync_dir", "previous_path"]

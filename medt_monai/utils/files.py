@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["atomic_copy", "atomic_save_png", "atomic_write_text", "fsync_dir", "previous_path"]
+__all__ = ["atomic_copy", "atomic_save_png", "atomic_save_tiff", "atomic_write_text", "fsync_dir", "previous_path"]
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -112,6 +112,33 @@ def atomic_save_png(arr: np.ndarray, dest: str | Path) -> None:
     os.close(fd)
     try:
         im.save(tmp, format="PNG")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tiff(arr: np.ndarray, dest: str | Path, mpp: float | None = None) -> None:
+    """Save a 2D array (e.g. a label image) as a zlib-compressed TIFF via a temporary file in the same folder + rename
+    (never half-written); tiled when larger than one 256 x 256 tile, so viewers read it piecewise.
+
+    Args:
+        arr: 2D array; its dtype is kept (uint16 / uint32 object ids).
+        dest: the ``.tif`` file to write; its folder must exist.
+        mpp: micrometres per pixel of ``arr``, recorded as the TIFF's resolution (pixels per centimetre).
+    """
+    import tifffile  # scikit-image's dependency
+
+    dest = Path(dest)
+    options = {"compression": "zlib"}
+    if min(arr.shape[:2]) > 256:
+        options["tile"] = (256, 256)
+    if mpp:
+        options.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
+    fd, tmp = _temporary_file(dest, suffix=".tif")
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp, arr, **options)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from skimage.draw import polygon as fill_polygon
 from skimage.measure import approximate_polygon, find_contours
 
 from medt_monai.utils.files import atomic_write_text
 
-__all__ = ["OBJECT_TYPES", "feature_collection", "object_features", "write_geojson"]
+__all__ = ["OBJECT_TYPES", "feature_collection", "label_image", "object_features", "write_geojson"]
 
 #: QuPath's object types: annotations can be edited by hand, detections are lighter (one per nucleus or gland)
 OBJECT_TYPES = ("annotation", "detection")
@@ -140,6 +141,38 @@ def feature_collection(features: list[dict], **properties) -> dict:
     if properties:
         collection["properties"] = properties
     return collection
+
+
+def label_image(features: Sequence[dict], shape: Sequence[int], downsample: float = 1.0) -> np.ndarray:
+    """The polygons of ``features`` drawn as an instance label image of a slide at ``downsample``: feature ``k``
+    (0-based) gets id ``k + 1``, background 0; later features overwrite earlier ones where they overlap.
+
+    A pixel ``(i, j)`` of the image covers the level-0 area ``[j, j + 1) x [i, i + 1)`` times ``downsample``, and is
+    the object's when its centre lies inside the polygon's outer ring.
+
+    Args:
+        features: GeoJSON ``Polygon`` features in level-0 coordinates (:func:`object_features`).
+        shape: the slide's level-0 ``(height, width)``; the image is ``ceil(shape / downsample)``.
+        downsample: level-0 pixels per pixel of the image, > 0.
+
+    Returns:
+        ``(H, W)`` uint16 ids, or uint32 where there are more than 65535 objects.
+
+    Raises:
+        ValueError: ``downsample <= 0``, or a feature that is not a ``Polygon``.
+    """
+    if not downsample > 0:
+        raise ValueError(f"downsample must be > 0, got {downsample!r}.")
+    size = tuple(max(1, int(np.ceil(float(n) / downsample))) for n in shape[:2])
+    labels = np.zeros(size, np.uint16 if len(features) <= np.iinfo(np.uint16).max else np.uint32)
+    for object_id, feature in enumerate(features, 1):
+        geometry = feature["geometry"]
+        if geometry["type"] != "Polygon":
+            raise ValueError(f"feature {object_id}: a label image draws Polygon features, got {geometry['type']!r}.")
+        ring = np.asarray(geometry["coordinates"][0], np.float64) / downsample - 0.5  # pixel centres at integers
+        rows, cols = fill_polygon(ring[:, 1], ring[:, 0], shape=size)
+        labels[rows, cols] = object_id
+    return labels
 
 
 def write_geojson(path: str | Path, collection: dict) -> None:
