@@ -5,7 +5,9 @@ options, and the objects are compared per tile:
 - slide vs tile: the slide's polygons (those whose centroid lies on the tile) drawn into the tile's frame against the
   tile command's ``*_instances.png``, object F1 pooled over the tiles (the GlaS rule: an object matches when it covers
   more than half of its partner);
-- each against the ground-truth instance maps: pooled object F1, mean per-tile object F1 and AJI.
+- each against the ground-truth instance maps: pooled object F1, mean per-tile object F1 and AJI;
+- slide vs tile split by the tile command's objects: those touching the tile's edge (their context differs most between
+  the two commands) and the interior ones, with the slide's objects that lie mostly on each.
 
 ::
 
@@ -79,6 +81,23 @@ def rasterize(features: list[dict], box: tuple[int, int, int, int]) -> np.ndarra
     return ids
 
 
+def split_at_border(reference: np.ndarray, other: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"border": ..., "interior": ...}``: ``(reference, other)`` kept to the reference's objects that touch the
+    image's edge, or to the others; an object of ``other`` goes with the part most of its pixels lie on."""
+    edge_ids = np.unique(np.concatenate([reference[0], reference[-1], reference[:, 0], reference[:, -1]]))
+    on_border = np.isin(reference, edge_ids[edge_ids > 0])
+    parts = {}
+    for name, keep in (("border", on_border), ("interior", (reference > 0) & ~on_border)):
+        dropped = (reference > 0) & ~keep
+        kept_other = other.copy()
+        for object_id in np.unique(other[other > 0]):
+            pixels = other == object_id
+            if dropped[pixels].mean() > 0.5:
+                kept_other[pixels] = 0
+        parts[name] = (np.where(keep, reference, 0), kept_other)
+    return parts
+
+
 def bundle(*args: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=ROOT, env=env, check=True)
@@ -120,7 +139,7 @@ def main() -> None:
            str(slide), "--output_dir", str(work / "slide_out"), *common, *(['--slide_level', args.slide_level] if args.slide_level else []))  # fmt: skip
 
     features = json.loads((work / "slide_out" / "montage.geojson").read_text())["features"]
-    counts = {"slide_vs_tile": [], "slide_vs_truth": [], "tile_vs_truth": []}
+    counts = {"slide_vs_tile": [], "slide_vs_truth": [], "tile_vs_truth": [], "border": [], "interior": []}
     per_tile = {"slide_f1": [], "tile_f1": [], "slide_aji": [], "tile_aji": []}
     for item, tile, box in zip(items, tiles, boxes):
         truth = np.asarray(Image.open(item["instance"]))
@@ -129,6 +148,8 @@ def main() -> None:
         counts["slide_vs_tile"].append(compute_object_detection_counts(from_slide, from_tiles))
         counts["slide_vs_truth"].append(compute_object_detection_counts(from_slide, truth))
         counts["tile_vs_truth"].append(compute_object_detection_counts(from_tiles, truth))
+        for part, (tile_part, slide_part) in split_at_border(from_tiles, from_slide).items():
+            counts[part].append(compute_object_detection_counts(slide_part, tile_part))
         per_tile["slide_f1"].append(compute_object_f1(from_slide, truth))
         per_tile["tile_f1"].append(compute_object_f1(from_tiles, truth))
         per_tile["slide_aji"].append(compute_aggregated_jaccard_index(from_slide, truth))
@@ -139,13 +160,15 @@ def main() -> None:
     result["slide_objects"] = len(features)
     (work / "comparison.json").write_text(json.dumps(result, indent=2))
     print(
-        "| pooled object F1: slide vs tile | slide vs truth | tile vs truth | mean object F1 slide / tile | mean AJI slide / tile |"
+        "| pooled object F1: slide vs tile | slide vs truth | tile vs truth | mean object F1 slide / tile "
+        "| mean AJI slide / tile | slide vs tile: interior / border objects |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     print(
         f"| {result['slide_vs_tile']:.3f} | {result['slide_vs_truth']:.3f} | {result['tile_vs_truth']:.3f} "
         f"| {result['mean_slide_f1']:.3f} / {result['mean_tile_f1']:.3f} "
-        f"| {result['mean_slide_aji']:.3f} / {result['mean_tile_aji']:.3f} |"
+        f"| {result['mean_slide_aji']:.3f} / {result['mean_tile_aji']:.3f} "
+        f"| {result['interior']:.3f} / {result['border']:.3f} |"
     )
 
 
