@@ -16,7 +16,15 @@ import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.transforms import Zoom
 
-from medt_monai.data import LoadSlideBlockd, open_slide, slide_blocks, slide_mpp, tissue_mask, write_pyramidal_tiff
+from medt_monai.data import (
+    LoadSlideBlockd,
+    open_slide,
+    slide_blocks,
+    slide_geometry,
+    slide_mpp,
+    tissue_mask,
+    write_pyramidal_tiff,
+)
 from medt_monai.handlers import SlideObjectsWriter
 from medt_monai.utils.geojson import feature_collection, object_features
 from medt_monai.utils.objects import label_objects
@@ -158,7 +166,11 @@ def test_the_objects_also_come_as_a_label_image_at_the_chosen_downsample(tmp_pat
     centres = [(64, 64), (64, 200), (190, 120), (250, 250), (130, 330)]
     image, ids = _discs((320, 400), centres, 30)
     slide = write_pyramidal_tiff(tmp_path / "discs.tif", image, mpp=0.5, levels=1)
-    collection = _run_blocks(slide, tmp_path / "out", model_mpp=1.0, block_size=128, margin=32, label_downsample=4)
+    geometry = {str(slide): slide_geometry(slide)}
+    assert geometry[str(slide)] == ((320, 400), pytest.approx(0.5))
+    collection = _run_blocks(
+        slide, tmp_path / "out", model_mpp=1.0, block_size=128, margin=32, label_downsample=4, geometry=geometry
+    )
     labels = tifffile.imread(tmp_path / "out" / "discs_labels.tif")
     assert labels.shape == (80, 100) and labels.dtype == np.uint16
     assert sorted(np.unique(labels)) == list(range(len(centres) + 1))
@@ -170,6 +182,8 @@ def test_the_objects_also_come_as_a_label_image_at_the_chosen_downsample(tmp_pat
         assert tif.pages[0].tags["XResolution"].value == (5000, 1)
     with pytest.raises(ValueError, match="label_downsample"):
         SlideObjectsWriter(tmp_path / "out", label_downsample=0)
+    with pytest.raises(ValueError, match="geometry"):
+        SlideObjectsWriter(tmp_path / "out", slides=[str(slide)], label_downsample=4)
 
 
 def test_a_slide_of_glass_gives_an_empty_collection(tmp_path):

@@ -28,6 +28,7 @@ __all__ = [
     "LoadSlideBlockd",
     "open_slide",
     "slide_blocks",
+    "slide_geometry",
     "slide_datalist",
     "slide_mpp",
     "tissue_mask",
@@ -114,6 +115,19 @@ def slide_mpp(reader: WSIReader, wsi, path: str | Path, mpp: float | None = None
             f"{path}: the slide records no micrometres per pixel; give it with --mpp (e.g. 0.25 at 40x, 0.5 at 20x)."
         )
     return sum(own) / 2
+
+
+def slide_geometry(
+    path: str | Path, backend: str = "openslide", mpp: float | None = None
+) -> tuple[tuple[int, int], float]:
+    """The slide's level-0 ``(height, width)`` and micrometres per level-0 pixel (``mpp`` overriding its own).
+
+    Raises:
+        ValueError: see :func:`open_slide` and :func:`slide_mpp`.
+    """
+    reader, wsi = open_slide(path, backend)
+    height, width = (int(v) for v in reader.get_size(wsi, 0))
+    return (height, width), slide_mpp(reader, wsi, path, mpp)
 
 
 def _level_for(reader: WSIReader, wsi, mpp0: float, target_mpp: float) -> int:

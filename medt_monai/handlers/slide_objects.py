@@ -4,14 +4,13 @@ instance label image of the slide at a chosen downsample)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from monai.utils import convert_to_numpy
 
-from medt_monai.data.slides import open_slide, slide_mpp
 from medt_monai.utils.files import atomic_save_tiff
 from medt_monai.utils.geojson import OBJECT_TYPES, feature_collection, label_image, object_features, write_geojson
 from medt_monai.utils.objects import label_objects
@@ -42,11 +41,12 @@ class SlideObjectsWriter:
         label_downsample: also write ``<output_dir>/<slide name>_labels.tif``, the objects as an instance label image
             (0 background, object ``k`` of the GeoJSON as ``k``; uint16, uint32 past 65535 objects) with one pixel per
             ``label_downsample`` level-0 pixels and its micrometres per pixel recorded; None writes none.
-        backend, mpp: how the slide is opened and its micrometres per level-0 pixel if it records none (the slide
-            command's ``--slide_backend`` and ``--mpp``), for the label image's size and resolution.
+        geometry: with ``label_downsample``, each slide's level-0 ``(height, width)`` and micrometres per level-0
+            pixel by path (:func:`medt_monai.data.slide_geometry`).
 
     Raises:
-        ValueError: an unknown ``object_type``; ``label_downsample`` that is not a number > 0.
+        ValueError: an unknown ``object_type``; ``label_downsample`` that is not a number > 0, or without the
+            ``geometry`` of every slide.
     """
 
     def __init__(
@@ -62,8 +62,7 @@ class SlideObjectsWriter:
         connectivity: int = 1,
         properties: dict | None = None,
         label_downsample: float | None = None,
-        backend: str = "openslide",
-        mpp: float | None = None,
+        geometry: Mapping[str, tuple[Sequence[int], float]] | None = None,
     ) -> None:
         if object_type not in OBJECT_TYPES:
             raise ValueError(f"object_type must be one of {', '.join(map(repr, OBJECT_TYPES))}, got {object_type!r}.")
@@ -76,13 +75,16 @@ class SlideObjectsWriter:
                 f"label_downsample (--label_downsample: level-0 pixels per pixel of the label image) must be a number "
                 f"> 0 or None, got {label_downsample!r}."
             )
+        self.geometry = {str(k): v for k, v in (geometry or {}).items()}
+        if label_downsample is not None and set(map(str, slides)) - set(self.geometry):
+            raise ValueError("label_downsample needs the geometry (level-0 size, um/px) of every slide.")
         self.output_dir = Path(output_dir)
         self.slides = [str(s) for s in slides]
         self.style = {"object_type": object_type, "class_name": class_name, "color": color, "tolerance": tolerance}
         self.instance_key, self.pred_key = instance_key, pred_key
         self.connectivity = connectivity
         self.properties = dict(properties or {})
-        self.label_downsample, self.backend, self.mpp = label_downsample, backend, mpp
+        self.label_downsample = label_downsample
         self.logger = logging.getLogger(__name__)
         self._features: dict[str, list[dict]] = {}
         self._seen: dict[str, int] = {}
@@ -132,10 +134,9 @@ class SlideObjectsWriter:
         write_geojson(path, feature_collection(features, slide=Path(slide).name, **self.properties))
         self.written.append(path)
         if self.label_downsample is not None:
-            reader, wsi = open_slide(slide, self.backend)
-            labels = label_image(features, reader.get_size(wsi, 0), self.label_downsample)
-            mpp = slide_mpp(reader, wsi, slide, self.mpp) * self.label_downsample
-            atomic_save_tiff(labels, self.labels_path_of(slide), mpp=mpp)
+            size, mpp = self.geometry[slide]
+            labels = label_image(features, size, self.label_downsample)
+            atomic_save_tiff(labels, self.labels_path_of(slide), mpp=mpp * self.label_downsample)
             self.written.append(self.labels_path_of(slide))
         self.logger.info(f"{path}: {len(features)} objects")
 
