@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from skimage.draw import polygon as fill_polygon
 
 from medt_monai.data import dataset_splits, write_pyramidal_tiff
 from medt_monai.metrics.object_metrics import (
@@ -39,6 +38,7 @@ from medt_monai.metrics.object_metrics import (
     compute_object_f1,
     pooled_object_f1,
 )
+from medt_monai.utils.geojson import label_image
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "bundle" / "configs"
@@ -67,18 +67,9 @@ def rasterize(features: list[dict], box: tuple[int, int, int, int]) -> np.ndarra
     import shapely
 
     y0, x0, y1, x1 = box
-    ids = np.zeros((y1 - y0, x1 - x0), np.int32)
-    k = 0
-    for feature in features:
-        polygon = shapely.geometry.shape(feature["geometry"])
-        cx, cy = polygon.centroid.x, polygon.centroid.y
-        if not (y0 <= cy < y1 and x0 <= cx < x1):
-            continue
-        ring = np.asarray(polygon.exterior.coords)
-        rr, cc = fill_polygon(ring[:, 1] - 0.5 - y0, ring[:, 0] - 0.5 - x0, shape=ids.shape)
-        k += 1
-        ids[rr, cc] = k
-    return ids
+    centroids = [shapely.geometry.shape(feature["geometry"]).centroid for feature in features]
+    on_box = [f for f, c in zip(features, centroids) if y0 <= c.y < y1 and x0 <= c.x < x1]
+    return label_image(on_box, (y1 - y0, x1 - x0), origin=(y0, x0)).astype(np.int32)
 
 
 def split_at_border(reference: np.ndarray, other: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -23,6 +23,8 @@ from scipy import ndimage
 from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 
+from medt_monai.utils.files import atomic_output
+
 __all__ = [
     "SLIDE_EXTENSIONS",
     "LoadSlideBlockd",
@@ -323,22 +325,17 @@ def write_pyramidal_tiff(
     import tifffile
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     pixels_per_cm = 1e4 / mpp
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tiff:
-            for level in range(levels):
-                step = 2**level
-                tiff.write(
-                    np.ascontiguousarray(image[::step, ::step]),
-                    tile=(tile, tile),
-                    compression=compression,
-                    photometric="rgb",
-                    resolution=(pixels_per_cm / step, pixels_per_cm / step),
-                    resolutionunit="CENTIMETER",
-                    subfiletype=0 if level == 0 else 1,
-                )
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path, suffix=path.suffix) as tmp, tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tiff:
+        for level in range(levels):
+            step = 2**level
+            tiff.write(
+                np.ascontiguousarray(image[::step, ::step]),
+                tile=(tile, tile),
+                compression=compression,
+                photometric="rgb",
+                resolution=(pixels_per_cm / step, pixels_per_cm / step),
+                resolutionunit="CENTIMETER",
+                subfiletype=0 if level == 0 else 1,
+            )
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from medt_monai.utils.files import (
     atomic_copy,
+    atomic_output,
     atomic_save_png,
     atomic_save_tiff,
     atomic_write_text,
@@ -12,4 +13,12 @@ from medt_monai.utils.files import (
     previous_path,
 )
 
-__all__ = ["atomic_copy", "atomic_save_png", "atomic_save_tiff", "atomic_write_text", "fsync_dir", "previous_path"]
+__all__ = [
+    "atomic_copy",
+    "atomic_output",
+    "atomic_save_png",
+    "atomic_save_tiff",
+    "atomic_write_text",
+    "fsync_dir",
+    "previous_path",
+]

@@ -8,12 +8,22 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["atomic_copy", "atomic_save_png", "atomic_save_tiff", "atomic_write_text", "fsync_dir", "previous_path"]
+__all__ = [
+    "atomic_copy",
+    "atomic_output",
+    "atomic_save_png",
+    "atomic_save_tiff",
+    "atomic_write_text",
+    "fsync_dir",
+    "previous_path",
+]
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -89,6 +99,26 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", newl
         raise
 
 
+@contextmanager
+def atomic_output(dest: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path in ``dest``'s folder to write the whole file to; renamed to ``dest`` when the block ends
+    without an error, removed when it raises (``dest`` is then untouched: the old file, or none).
+
+    Args:
+        dest: the file to write; its folder must exist.
+        suffix: of the temporary name (writers that pick the format from the extension need it).
+    """
+    dest = Path(dest)
+    fd, tmp = _temporary_file(dest, suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_save_png(arr: np.ndarray, dest: str | Path) -> None:
     """Save a mask as PNG via a temporary file in the same folder + rename (never half-written).
 
@@ -108,14 +138,8 @@ def atomic_save_png(arr: np.ndarray, dest: str | Path) -> None:
         im = Image.fromarray(arr.astype(np.uint8), mode="L")
     else:
         im = Image.fromarray(arr.astype(np.uint16))
-    fd, tmp = _temporary_file(dest, suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_output(dest, suffix=".png") as tmp:
         im.save(tmp, format="PNG")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_save_tiff(arr: np.ndarray, dest: str | Path, mpp: float | None = None) -> None:
@@ -135,11 +159,5 @@ def atomic_save_tiff(arr: np.ndarray, dest: str | Path, mpp: float | None = None
         options["tile"] = (256, 256)
     if mpp:
         options.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
-    fd, tmp = _temporary_file(dest, suffix=".tif")
-    os.close(fd)
-    try:
+    with atomic_output(dest, suffix=".tif") as tmp:
         tifffile.imwrite(tmp, arr, **options)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

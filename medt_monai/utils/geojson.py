@@ -143,17 +143,20 @@ def feature_collection(features: list[dict], **properties) -> dict:
     return collection
 
 
-def label_image(features: Sequence[dict], shape: Sequence[int], downsample: float = 1.0) -> np.ndarray:
-    """The polygons of ``features`` drawn as an instance label image of a slide at ``downsample``: feature ``k``
-    (0-based) gets id ``k + 1``, background 0; later features overwrite earlier ones where they overlap.
+def label_image(
+    features: Sequence[dict], shape: Sequence[int], downsample: float = 1.0, origin: Sequence[float] = (0.0, 0.0)
+) -> np.ndarray:
+    """The polygons of ``features`` drawn as an instance label image of a slide (or of a box of it) at ``downsample``:
+    feature ``k`` (0-based) gets id ``k + 1``, background 0; later features overwrite earlier ones where they overlap.
 
-    A pixel ``(i, j)`` of the image covers the level-0 area ``[j, j + 1) x [i, i + 1)`` times ``downsample``, and is
-    the object's when its centre lies inside the polygon's outer ring.
+    A pixel ``(i, j)`` of the image covers the level-0 area ``origin + [j, j + 1) x [i, i + 1)`` times ``downsample``,
+    and is the object's when its centre lies inside the polygon's outer ring.
 
     Args:
         features: GeoJSON ``Polygon`` features in level-0 coordinates (:func:`object_features`).
-        shape: the slide's level-0 ``(height, width)``; the image is ``ceil(shape / downsample)``.
+        shape: the level-0 ``(height, width)`` the image covers (the slide's); the image is ``ceil(shape / downsample)``.
         downsample: level-0 pixels per pixel of the image, > 0.
+        origin: level-0 ``(y, x)`` of the image's top-left corner.
 
     Returns:
         ``(H, W)`` uint16 ids, or uint32 where there are more than 65535 objects.
@@ -169,7 +172,8 @@ def label_image(features: Sequence[dict], shape: Sequence[int], downsample: floa
         geometry = feature["geometry"]
         if geometry["type"] != "Polygon":
             raise ValueError(f"feature {object_id}: a label image draws Polygon features, got {geometry['type']!r}.")
-        ring = np.asarray(geometry["coordinates"][0], np.float64) / downsample - 0.5  # pixel centres at integers
+        ring = (np.asarray(geometry["coordinates"][0], np.float64) - (origin[1], origin[0])) / downsample - 0.5
+        # ^ (x, y) -> pixel coordinates with pixel centres at integers, as fill_polygon takes them
         rows, cols = fill_polygon(ring[:, 1], ring[:, 0], shape=size)
         labels[rows, cols] = object_id
     return labels
