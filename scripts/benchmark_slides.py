@@ -3,14 +3,16 @@
 For every slide size, each network runs the slide command in a fresh subprocess (``OMP_NUM_THREADS=--threads``), one
 after the other within the size (so load from other processes hits them alike); reported: level-0 megapixels per
 minute of wall time (the whole slide, glass included, and the tissue blocks' share), and the process's peak resident
-memory (``ru_maxrss`` of the child). The weights are untrained (speed and memory do not depend on them; the number
-of objects does, a little).
+memory (``ru_maxrss`` of the child). The weights are untrained unless ``--ckpt NETWORK=PATH`` gives trained ones;
+speed and memory hardly depend on them, but the number of objects does, and an untrained network's hundreds of
+spurious objects cost polygon and per-object time.
 
 The synthetic slides are tiled pyramidal TIFFs (3 levels, deflate) at ``--mpp`` micrometres per pixel: an H&E-like
 pattern (pink stroma with purple glands) inside an ellipse covering about 60 % of the slide, glass around it,
 generated tile by tile so that writing a 20k x 20k slide does not hold it in memory::
 
-    python scripts/benchmark_slides.py --sizes 10000 20000 --networks medt resunet --threads 2 --work_dir /tmp/bench
+    python scripts/benchmark_slides.py --sizes 10000 20000 --networks medt resunet --threads 2 --work_dir /tmp/bench \
+        --ckpt medt=bundle/models/model.pt resunet=RESUNET_RUN/model.pt
 """
 
 from __future__ import annotations
@@ -112,12 +114,22 @@ def main() -> None:
     parser.add_argument("--work_dir", type=Path, required=True)
     parser.add_argument("--image_scale", type=float, default=0.2, help="the model's zoom of 0.62 um/px tiles")
     parser.add_argument("--tta", default="false")
+    parser.add_argument(
+        "--ckpt", nargs="*", default=[], metavar="NETWORK=PATH", help="trained weights of a network (default: untrained)"
+    )
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     extra = ["--output", "instances", "--image_scale", str(args.image_scale), "--tta", args.tta]
     ckpts = {}
+    for item in args.ckpt:
+        name, sep, path = item.partition("=")
+        if not sep or name not in args.networks or not Path(path).is_file():
+            parser.error(f"--ckpt takes NETWORK=PATH with NETWORK in --networks and PATH a file, got {item!r}")
+        ckpts[name] = Path(path).resolve()
     for name in args.networks:
+        if name in ckpts:
+            continue
         network_args = (
             {"full_resolution_skip": True, "zero_init_residual": True, "branch_supervision": True}
             if name == "medt"
