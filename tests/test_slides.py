@@ -26,7 +26,7 @@ from medt_monai.data import (
     write_pyramidal_tiff,
 )
 from medt_monai.handlers import SlideObjectsWriter
-from medt_monai.utils.geojson import feature_collection, object_features
+from medt_monai.utils.geojson import FeatureSpool, draw_labels, feature_collection, label_image, object_features
 from medt_monai.utils.objects import label_objects
 
 shapely = pytest.importorskip("shapely")
@@ -184,6 +184,33 @@ def test_the_objects_also_come_as_a_label_image_at_the_chosen_downsample(tmp_pat
         SlideObjectsWriter(tmp_path / "out", label_downsample=0)
     with pytest.raises(ValueError, match="geometry"):
         SlideObjectsWriter(tmp_path / "out", slides=[str(slide)], label_downsample=4)
+
+
+def test_features_wait_on_disk_and_come_out_as_the_same_collection(tmp_path):
+    """The slide writer keeps each block's features in a temporary file, not in memory: the collection written from
+    it is byte for byte the one built in memory, the label image drawn block by block equals the one drawn at once,
+    and the output folder holds nothing else afterwards."""
+    ids = np.zeros((60, 90), np.int32)
+    ids[5:20, 5:30], ids[30:55, 10:25], ids[25:50, 50:85] = 1, 2, 3
+    features = object_features(ids, origin=(100.0, 200.0), mpp=0.5, class_name="gland \u00e9")
+    spool = FeatureSpool(dir=tmp_path)
+    spool.extend(features[:1])
+    spool.extend(features[1:])
+    spool.write(tmp_path / "a.geojson", slide="s.svs", model_mpp=3.1)
+    spool.write(tmp_path / "again.geojson")  # writing twice gives every feature both times
+    spool.close()
+    expected = json.dumps(
+        feature_collection(features, slide="s.svs", model_mpp=3.1), ensure_ascii=False, separators=(",", ":")
+    )
+    assert (tmp_path / "a.geojson").read_text(encoding="utf-8") == expected
+    assert json.loads((tmp_path / "again.geojson").read_text())["features"] == features
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.geojson", "again.geojson"]
+    at_once = label_image(features, (200, 300), 2.0)
+    blocks = draw_labels(label_image([], (200, 300), 2.0), features[:2], 2.0)
+    assert np.array_equal(draw_labels(blocks, features[2:], 2.0, first_id=3), at_once)
+    assert sorted(np.unique(at_once)) == [0, 1, 2, 3]
+    wide = draw_labels(np.zeros((4, 4), np.uint16), features[:1], 1.0, origin=(106, 206), first_id=70000)
+    assert wide.dtype == np.uint32 and (wide == 70000).all()  # ids past 65535 turn the image to uint32
 
 
 def test_a_slide_of_glass_gives_an_empty_collection(tmp_path):

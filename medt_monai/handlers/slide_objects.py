@@ -12,7 +12,7 @@ import numpy as np
 from monai.utils import convert_to_numpy
 
 from medt_monai.utils.files import atomic_save_tiff
-from medt_monai.utils.geojson import OBJECT_TYPES, feature_collection, label_image, object_features, write_geojson
+from medt_monai.utils.geojson import OBJECT_TYPES, FeatureSpool, draw_labels, label_image, object_features
 from medt_monai.utils.objects import label_objects
 
 if TYPE_CHECKING:
@@ -28,8 +28,10 @@ class SlideObjectsWriter:
     Each iteration's decollated batch holds the blocks (``"slide"``, ``"location"``, ``"extent"``, ``"core"``,
     ``"mpp"``, ``"num_blocks"``) and its output the block's objects at the model's scale: ``instance_key`` (a network trained for
     instances) or, failing that, the connected foreground components of ``pred_key``. Only the objects whose centroid
-    lies in a block's core are kept, so each object comes once. Files are written atomically; a slide without tissue
-    (no block) gets an empty collection from :meth:`finish`, which the workflow calls after the engine's run.
+    lies in a block's core are kept, so each object comes once. Memory does not grow with the number of objects: each
+    block's features go to a temporary file (:class:`~medt_monai.utils.geojson.FeatureSpool`) and its label image,
+    if asked for, is drawn as the block comes. Files are written atomically; a slide without tissue (no block) gets an
+    empty collection from :meth:`finish`, which the workflow calls after the engine's run.
 
     Args:
         output_dir: where the files go (must exist and be writable).
@@ -86,7 +88,8 @@ class SlideObjectsWriter:
         self.properties = dict(properties or {})
         self.label_downsample = label_downsample
         self.logger = logging.getLogger(__name__)
-        self._features: dict[str, list[dict]] = {}
+        self._spools: dict[str, FeatureSpool] = {}
+        self._labels: dict[str, np.ndarray] = {}
         self._seen: dict[str, int] = {}
         self.written: list[Path] = []
 
@@ -97,7 +100,9 @@ class SlideObjectsWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def _reset(self, engine: Engine) -> None:
-        self._features, self._seen, self.written = {}, {}, []
+        for spool in self._spools.values():  # an earlier run's unfinished slides (their files were not written)
+            spool.close()
+        self._spools, self._labels, self._seen, self.written = {}, {}, {}, []
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def path_of(self, slide: str) -> Path:
@@ -124,21 +129,37 @@ class SlideObjectsWriter:
             features = object_features(
                 instances, origin=location, scale=scale, mpp=float(block["mpp"]), keep_box=core, **self.style
             )
-            self._features.setdefault(slide, []).extend(features)
+            self._add(slide, features)
             self._seen[slide] = self._seen.get(slide, 0) + 1
             if self._seen[slide] == int(block["num_blocks"]):
-                self._write(slide, self._features.pop(slide))
+                self._write(slide)
 
-    def _write(self, slide: str, features: list[dict]) -> None:
-        path = self.path_of(slide)
-        write_geojson(path, feature_collection(features, slide=Path(slide).name, **self.properties))
-        self.written.append(path)
+    def _add(self, slide: str, features: list[dict]) -> None:
+        if slide not in self._spools:
+            self._spools[slide] = FeatureSpool(dir=self.output_dir)
+            if self.label_downsample is not None:
+                self._labels[slide] = label_image([], self.geometry[slide][0], self.label_downsample)
+        spool = self._spools[slide]
         if self.label_downsample is not None:
-            size, mpp = self.geometry[slide]
-            labels = label_image(features, size, self.label_downsample)
-            atomic_save_tiff(labels, self.labels_path_of(slide), mpp=mpp * self.label_downsample)
+            self._labels[slide] = draw_labels(
+                self._labels[slide], features, self.label_downsample, first_id=spool.count + 1
+            )
+        spool.extend(features)
+
+    def _write(self, slide: str) -> None:
+        if slide not in self._spools:  # no block, or no tissue
+            self._add(slide, [])
+        spool, labels = self._spools.pop(slide), self._labels.pop(slide, None)
+        path = self.path_of(slide)
+        try:
+            spool.write(path, slide=Path(slide).name, **self.properties)
+        finally:
+            spool.close()
+        self.written.append(path)
+        if labels is not None:
+            atomic_save_tiff(labels, self.labels_path_of(slide), mpp=self.geometry[slide][1] * self.label_downsample)
             self.written.append(self.labels_path_of(slide))
-        self.logger.info(f"{path}: {len(features)} objects")
+        self.logger.info(f"{path}: {spool.count} objects")
 
     def finish(self) -> None:
         """Write the empty collections of the slides without tissue (no block), after the engine's run (which MONAI
@@ -146,4 +167,4 @@ class SlideObjectsWriter:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for slide in self.slides:
             if slide not in self._seen:
-                self._write(slide, [])
+                self._write(slide)

@@ -10,6 +10,7 @@ self-touching one (it is part of the ``slides`` extra).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from scipy import ndimage
 from skimage.draw import polygon as fill_polygon
 from skimage.measure import approximate_polygon, find_contours
 
-from medt_monai.utils.files import atomic_write_text
+from medt_monai.utils.files import atomic_output
 
-__all__ = ["OBJECT_TYPES", "feature_collection", "label_image", "object_features", "write_geojson"]
+__all__ = ["OBJECT_TYPES", "FeatureSpool", "draw_labels", "feature_collection", "label_image", "object_features"]
 
 #: QuPath's object types: annotations can be edited by hand, detections are lighter (one per nucleus or gland)
 OBJECT_TYPES = ("annotation", "detection")
@@ -167,18 +168,74 @@ def label_image(
     if not downsample > 0:
         raise ValueError(f"downsample must be > 0, got {downsample!r}.")
     size = tuple(max(1, int(np.ceil(float(n) / downsample))) for n in shape[:2])
-    labels = np.zeros(size, np.uint16 if len(features) <= np.iinfo(np.uint16).max else np.uint32)
-    for object_id, feature in enumerate(features, 1):
+    labels = np.zeros(size, np.uint16)
+    return draw_labels(labels, features, downsample, origin)
+
+
+def draw_labels(
+    labels: np.ndarray,
+    features: Sequence[dict],
+    downsample: float = 1.0,
+    origin: Sequence[float] = (0.0, 0.0),
+    first_id: int = 1,
+) -> np.ndarray:
+    """Draw ``features`` into ``labels`` (see :func:`label_image`) with ids ``first_id, first_id + 1, ...``, so that a
+    slide's label image can be drawn block by block; returns ``labels``, as uint32 once an id passes 65535.
+
+    Raises:
+        ValueError: a feature that is not a ``Polygon``.
+    """
+    if labels.dtype == np.uint16 and first_id + len(features) - 1 > np.iinfo(np.uint16).max:
+        labels = labels.astype(np.uint32)
+    for object_id, feature in enumerate(features, first_id):
         geometry = feature["geometry"]
         if geometry["type"] != "Polygon":
             raise ValueError(f"feature {object_id}: a label image draws Polygon features, got {geometry['type']!r}.")
         ring = (np.asarray(geometry["coordinates"][0], np.float64) - (origin[1], origin[0])) / downsample - 0.5
         # ^ (x, y) -> pixel coordinates with pixel centres at integers, as fill_polygon takes them
-        rows, cols = fill_polygon(ring[:, 1], ring[:, 0], shape=size)
+        rows, cols = fill_polygon(ring[:, 1], ring[:, 0], shape=labels.shape)
         labels[rows, cols] = object_id
     return labels
 
 
-def write_geojson(path: str | Path, collection: dict) -> None:
-    """Write ``collection`` to ``path`` atomically (a kill leaves the previous file or none, never half of one)."""
-    atomic_write_text(path, json.dumps(collection, ensure_ascii=False, separators=(",", ":")))
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class FeatureSpool:
+    """A slide's features kept on disk until its ``FeatureCollection`` is written, so that memory holds one block's
+    features however many objects the slide has (a 100k x 100k slide can have 10^5-10^6).
+
+    Features go, one compact JSON line each, to an anonymous temporary file (in ``dir``, e.g. the output folder:
+    deleted by the system when closed, also after a kill). :meth:`write` streams them into the collection,
+    byte for byte ``json.dumps(feature_collection(features, **properties))`` in compact form, atomically.
+
+    Args:
+        dir: where the temporary file lives (default: the system's temporary folder).
+    """
+
+    def __init__(self, dir: str | Path | None = None) -> None:
+        self._file = tempfile.TemporaryFile("w+", encoding="utf-8", dir=dir)
+        self.count = 0
+
+    def extend(self, features: Sequence[dict]) -> None:
+        """Append ``features`` (GeoJSON ``Feature`` dicts)."""
+        for feature in features:
+            self._file.write(_dumps(feature) + "\n")
+        self.count += len(features)
+
+    def write(self, path: str | Path, **properties) -> None:
+        """Write the collection of every feature so far to ``path`` (never half-written: a temporary file in its
+        folder, then a rename); ``properties`` as in :func:`feature_collection`."""
+        self._file.flush()
+        self._file.seek(0)
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            out.write('{"type":"FeatureCollection","features":[')
+            for k, line in enumerate(self._file):
+                out.write(("," if k else "") + line.rstrip("\n"))
+            out.write("]" + (',"properties":' + _dumps(properties) if properties else "") + "}")
+        self._file.seek(0, 2)
+
+    def close(self) -> None:
+        """Delete the temporary file."""
+        self._file.close()
