@@ -95,6 +95,13 @@ def test_blocks_tile_the_slide_and_read_the_coarsest_level_fine_enough(tmp_path)
         covered[y0:y1, x0:x1] += 1
     assert (covered[50:250, 100:400] == 1).all() and covered.sum() == 300 * 200
     assert min(b["location"][0] for b in part) < 50 and min(b["location"][1] for b in part) < 100
+    # ... and they are the whole slide's blocks (same pixels in, so any network gives the same output), cores cut to it
+    whole = {tuple(b["location"]): b for b in blocks}
+    for b in part:
+        w = whole[tuple(b["location"])]
+        assert (b["size"], b["level"], b["zoom"]) == (w["size"], w["level"], w["zoom"])
+        y0, x0, y1, x1 = w["core"]
+        assert b["core"] == [max(y0, 50), max(x0, 100), min(y1, 250), min(x1, 400)]
     # --slide_level 0: full resolution, zoomed by 0.5 / 1.5 to the model's scale
     full = slide_blocks(slide, model_mpp=1.5, block_size=128, margin=16, tissue_only=False, level=0)
     assert {b["level"] for b in full} == {0} and full[0]["zoom"] == pytest.approx(0.5 / 1.5)
@@ -128,9 +135,11 @@ def test_tissue_mask_finds_the_tissue_and_skips_glass(tmp_path):
     assert slide_blocks(glass, model_mpp=1.0) == []
 
 
-def _run_blocks(slide: Path, out: Path, model_mpp: float, block_size: int, margin: int, **writer_args) -> dict:
+def _run_blocks(
+    slide: Path, out: Path, model_mpp: float, block_size: int, margin: int, region=None, **writer_args
+) -> dict:
     """Blocks -> objects by thresholding the dark discs -> SlideObjectsWriter, as the bundle's evaluator drives it."""
-    blocks = slide_blocks(slide, model_mpp, block_size, margin, tissue_only=False)
+    blocks = slide_blocks(slide, model_mpp, block_size, margin, tissue_only=False, region=region)
     writer = SlideObjectsWriter(out, slides=[str(slide)], object_type="detection", **writer_args)
     engine = SimpleNamespace(state=SimpleNamespace(batch=None, output=None))
     writer._reset(engine)
@@ -160,6 +169,15 @@ def test_objects_crossing_block_borders_come_out_whole_and_once(tmp_path):
         truth_area = (ids == k).sum()
         assert match.area == pytest.approx(truth_area, rel=0.08)  # whole, at 2x coarser than level 0
         assert match.is_valid and match.exterior.is_closed
+    # a region gets the whole slide's objects whose centroid lies in it, whole (they reach past the region)
+    region = (100, 40, 200, 200)  # x, y, width, height: holds the (y, x) centres (64, 200) and (190, 120)
+    part = _run_blocks(slide, tmp_path / "region", model_mpp=1.0, block_size=128, margin=32, region=region)
+    inside = [
+        f for f in collection["features"]
+        if 100 <= shapely.geometry.shape(f["geometry"]).centroid.x < 300
+        and 40 <= shapely.geometry.shape(f["geometry"]).centroid.y < 240
+    ]  # fmt: skip
+    assert len(inside) == 2 and sorted(map(json.dumps, part["features"])) == sorted(map(json.dumps, inside))
 
 
 def test_the_objects_also_come_as_a_label_image_at_the_chosen_downsample(tmp_path):

@@ -203,8 +203,9 @@ def slide_blocks(
         backend: ``WSIReader`` backend (``"openslide"``, ``"tifffile"``, ``"cucim"``).
         tissue_only: skip cores without tissue.
         region: only this part of the slide, level-0 ``(x, y, width, height)`` as QuPath and OpenSlide give it: the
-            cores are cut to it (the blocks still read their margins around it, for context), so the objects are
-            those whose centroid lies in the region. None: the whole slide.
+            blocks are the whole slide's blocks that overlap it, read and run as for the whole slide, and their cores
+            are cut to it, so the objects are the whole slide's objects whose centroid lies in the region. None: the
+            whole slide.
         level: the pyramid level to read (0: full resolution, zoomed as the training tiles were); None: the coarsest
             level still at least as fine as ``model_mpp`` (less to read and zoom).
 
@@ -238,10 +239,15 @@ def slide_blocks(
     pad = margin * factor
     mask, mask_downsample = tissue_mask(reader, wsi) if tissue_only else (None, 1.0)
     blocks = []
-    for i in range(math.ceil((bottom0 - top0) / core)):
-        for j in range(math.ceil((right0 - left0) / core)):
-            y0, x0 = top0 + round(i * core), left0 + round(j * core)
-            y1, x1 = min(bottom0, top0 + round((i + 1) * core)), min(right0, left0 + round((j + 1) * core))
+    # the slide's one grid of cores, from its corner: a region takes the cells it overlaps, each read and run exactly
+    # as for the whole slide, and keeps the part of the core inside it, so it gets the whole slide's objects there
+    for i in range(int(top0 // core), math.ceil(bottom0 / core)):
+        for j in range(int(left0 // core), math.ceil(right0 / core)):
+            y0, x0 = round(i * core), round(j * core)
+            y1, x1 = min(height, round((i + 1) * core)), min(width, round((j + 1) * core))
+            kept = [max(y0, top0), max(x0, left0), min(y1, bottom0), min(x1, right0)]
+            if kept[0] >= kept[2] or kept[1] >= kept[3]:
+                continue
             if mask is not None:
                 window = mask[
                     int(y0 // mask_downsample) : math.ceil(y1 / mask_downsample),
@@ -261,7 +267,7 @@ def slide_blocks(
                     "size": list(size),
                     "extent": [size[0] * downsample, size[1] * downsample],
                     "zoom": downsample / factor,
-                    "core": [y0, x0, y1, x1],
+                    "core": kept,
                     "mpp": mpp0,
                 }
             )
