@@ -115,7 +115,11 @@ def main() -> None:
     parser.add_argument("--image_scale", type=float, default=0.2, help="the model's zoom of 0.62 um/px tiles")
     parser.add_argument("--tta", default="false")
     parser.add_argument(
-        "--ckpt", nargs="*", default=[], metavar="NETWORK=PATH", help="trained weights of a network (default: untrained)"
+        "--ckpt",
+        nargs="*",
+        default=[],
+        metavar="NETWORK=PATH",
+        help="trained weights of a network (default: untrained)",
     )
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
