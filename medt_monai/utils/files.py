@@ -51,54 +51,6 @@ def previous_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}_previous{path.suffix}")
 
 
-def atomic_copy(src: str | Path, dest: str | Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s folder (written, fsynced, renamed).
-
-    ``dest`` is never half-written: until the rename it is the old file (or absent); a failed copy (a full disk) leaves
-    it untouched and removes the temporary file.
-
-    Raises:
-        OSError: the copy failed; the message names both files.
-    """
-    src, dest = Path(src), Path(dest)
-    tmp = None
-    try:
-        fd, tmp = _temporary_file(dest)
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OSError(e.errno, f"cannot copy {src} to {dest} ({e.strerror or e}); {dest} is unchanged") from e
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", newline: str | None = None) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename (never half-written).
-
-    Args:
-        path: the file to write; its folder must exist.
-        text: the whole content.
-        encoding: text encoding of the file.
-        newline: as :func:`open`; ``""`` writes line endings as they are in ``text`` (what :mod:`csv` output needs).
-    """
-    path = Path(path)
-    fd, tmp = _temporary_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline=newline) as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextmanager
 def atomic_output(dest: str | Path, suffix: str = "") -> Iterator[Path]:
     """A temporary path in ``dest``'s folder to write the whole file to; renamed to ``dest`` when the block ends
@@ -117,6 +69,41 @@ def atomic_output(dest: str | Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_copy(src: str | Path, dest: str | Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file in ``dest``'s folder (written, fsynced, renamed).
+
+    ``dest`` is never half-written: until the rename it is the old file (or absent); a failed copy (a full disk) leaves
+    it untouched and removes the temporary file.
+
+    Raises:
+        OSError: the copy failed; the message names both files.
+    """
+    src, dest = Path(src), Path(dest)
+    try:
+        with atomic_output(dest) as tmp:
+            with open(tmp, "wb") as out, open(src, "rb") as inp:
+                shutil.copyfileobj(inp, out)
+                out.flush()
+                os.fsync(out.fileno())
+            shutil.copystat(src, tmp)
+        fsync_dir(dest.parent)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot copy {src} to {dest} ({e.strerror or e}); {dest} is unchanged") from e
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", newline: str | None = None) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename (never half-written).
+
+    Args:
+        path: the file to write; its folder must exist.
+        text: the whole content.
+        encoding: text encoding of the file.
+        newline: as :func:`open`; ``""`` writes line endings as they are in ``text`` (what :mod:`csv` output needs).
+    """
+    with atomic_output(path) as tmp, open(tmp, "w", encoding=encoding, newline=newline) as f:
+        f.write(text)
 
 
 def atomic_save_png(arr: np.ndarray, dest: str | Path) -> None:
