@@ -106,6 +106,24 @@ def test_crops_per_image_sets_the_number_of_training_crops_of_each_zoomed_image(
     assert crop.cropper.cropper.roi_size == [parser["img_size"]] * 2
 
 
+def test_training_crops_montage_trains_on_montages_and_validates_on_glass():
+    """``--training_crops montage``: the training set is a ``MontageDataset`` (its chain has no crops) and validation's
+    windows read glass past the image; a model trained so is served the same way (``window_inferer`` takes it)."""
+    from monai.inferers import SlidingWindowInferer
+
+    from medt_monai.data import MontageDataset
+    from medt_monai.inferers import GLASS_INTENSITY, ReflectSlidingWindowInferer
+
+    parser = _parser((TRAIN,), image_scale=0.5, training_crops="montage")
+    assert isinstance(parser.get_parsed_content("train#dataset"), MontageDataset)
+    inferer = parser.get_parsed_content("window_inferer")
+    assert type(inferer) is SlidingWindowInferer and inferer.cval == GLASS_INTENSITY
+    assert inferer.padding_mode == "constant"
+    assert isinstance(
+        _parser((TRAIN,), image_scale=0.5).get_parsed_content("window_inferer"), ReflectSlidingWindowInferer
+    )
+
+
 @pytest.mark.parametrize("augmentation", ["flip", "dihedral", "dihedral_color", "dihedral_color_affine"])
 def test_flip_prob_reaches_the_flip_of_every_augmentation_preset(augmentation):
     from monai.transforms import RandFlipd

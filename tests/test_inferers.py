@@ -100,3 +100,19 @@ def test_sliding_windows_pad_small_images_by_reflection_at_any_size():
             x.numpy(), [(0, 0), (0, 0), (d[0] // 2, d[0] - d[0] // 2), (d[1] // 2, d[1] - d[1] // 2)], "reflect"
         )
         torch.testing.assert_close(seen[0], torch.as_tensor(expected))
+
+
+def test_networks_trained_on_montages_see_glass_past_the_image():
+    """``training_crops="montage"``: a 10x10 image of zeros in windows of 16 reads glass around it; a network that
+    answers every pixel with its window's mean gives 156 / 256 of the glass intensity (a hand count: 256 pixels, 100
+    of them image); an unknown ``training_crops`` is named."""
+    import pytest
+
+    from medt_monai.inferers import GLASS_INTENSITY, network_size_inferer
+
+    inferer = network_size_inferer(16, image_scale=0.5, training_crops="montage")
+    out = inferer(torch.zeros(1, 1, 10, 10), lambda x: x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone())
+    assert out.shape == (1, 1, 10, 10)
+    torch.testing.assert_close(out, torch.full_like(out, GLASS_INTENSITY * 156 / 256))
+    with pytest.raises(ValueError, match="training_crops must be one of 'image', 'montage', got 'glass'"):
+        network_size_inferer(16, image_scale=0.5, training_crops="glass")

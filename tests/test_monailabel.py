@@ -176,8 +176,8 @@ def workspace(tmp_path_factory, ml_python):
     # a seeded semantic network on whole images (the checks below compare masks pixel for pixel and retrain it); the
     # shipped model's scale and instances are served in tests/test_monailabel_wsi.py
     for default, semantic in (
-        ('"image_scale": "$medt_monai.data.default_image_scale(\'glas\')",', '"image_scale": null,'),
-        ('"output": "$medt_monai.data.default_output(\'glas\')",', '"output": "semantic",'),
+        ("\"image_scale\": \"$medt_monai.data.recipe_default('glas', 'image_scale')\",", '"image_scale": null,'),
+        ("\"output\": \"$medt_monai.data.recipe_default('glas', 'output')\",", '"output": "semantic",'),
     ):
         assert text.count(default) == 1, f"inference.json no longer has {default}"
         text = text.replace(default, semantic)

@@ -6,7 +6,8 @@ listing), one per data format (:mod:`~medt_monai.data.folder`: images/masks fold
 :mod:`~medt_monai.data.splits` (seeded and k-fold splits, :func:`dataset_splits` by layout name),
 :mod:`~medt_monai.data.cache` (where derived masks go), :mod:`~medt_monai.data.demo`,
 :mod:`~medt_monai.data.inference` (the inputs and output names of inference on a folder),
-:mod:`~medt_monai.data.slides` (whole-slide images read in blocks at the model's scale) and
+:mod:`~medt_monai.data.slides` (whole-slide images read in blocks at the model's scale),
+:mod:`~medt_monai.data.montage` (training windows cut from montages of images on glass) and
 :mod:`~medt_monai.data.pipeline` (transform chains and datasets).
 """
 
@@ -17,8 +18,9 @@ from medt_monai.data.folder import folder_datalist, medt_layout_datalist
 from medt_monai.data.glas import GLAS_MPP, glas_datalist
 from medt_monai.data.images import IMAGE_EXTENSIONS, INSTANCE_KEY, check_pairs, image_size
 from medt_monai.data.inference import ReadableImages, UniqueOutputNames, image_datalist
+from medt_monai.data.montage import MontageDataset
 from medt_monai.data.monuseg import monuseg_datalist, rasterize_xml, rasterize_xml_instances, read_xml_polygons
-from medt_monai.data.pipeline import get_dataset, get_transforms
+from medt_monai.data.pipeline import get_dataset, get_transforms, training_dataset
 from medt_monai.data.slides import (
     SLIDE_EXTENSIONS,
     LoadSlideBlockd,
@@ -34,8 +36,7 @@ from medt_monai.data.splits import (
     DATASET_NAMES,
     RECIPE_DEFAULTS,
     dataset_splits,
-    default_image_scale,
-    default_output,
+    recipe_default,
     split_datalist,
 )
 
@@ -43,8 +44,7 @@ __all__ = [
     "DATASET_NAMES",
     "GLAS_MPP",
     "RECIPE_DEFAULTS",
-    "default_image_scale",
-    "default_output",
+    "recipe_default",
     "DEMO_SLIDE_MPP",
     "LoadSlideBlockd",
     "SLIDE_EXTENSIONS",
@@ -66,6 +66,8 @@ __all__ = [
     "folder_datalist",
     "get_dataset",
     "get_transforms",
+    "training_dataset",
+    "MontageDataset",
     "glas_datalist",
     "image_datalist",
     "image_size",

@@ -8,10 +8,12 @@ from pathlib import Path
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.transforms import Compose
 
+from medt_monai.data.montage import MontageDataset
+from medt_monai.inferers import TRAINING_CROPS
 from medt_monai.transforms import augmentation as random_transforms
 from medt_monai.transforms import network_size_crops, preprocessing
 
-__all__ = ["get_transforms", "get_dataset"]
+__all__ = ["get_transforms", "get_dataset", "training_dataset"]
 
 
 def get_transforms(
@@ -24,6 +26,7 @@ def get_transforms(
     threshold: float | None = 0.5,
     image_scale: float | None = None,
     crops_per_image: int = 1,
+    training_crops: str = "image",
     augmentation: str = "dihedral_color_affine",
     flip_prob: float = 0.5,
     instance_key: str = "instance",
@@ -34,8 +37,9 @@ def get_transforms(
     (the bundle's configs call this function with their settings).
 
     - ``"train"``: :func:`~medt_monai.transforms.preprocessing` (load, scale, resize image and mask), the training
-      crops of zoomed images (:func:`~medt_monai.transforms.network_size_crops`) and the random ``augmentation``
-      (:func:`~medt_monai.transforms.augmentation`);
+      crops of zoomed images (:func:`~medt_monai.transforms.network_size_crops`; none for
+      ``training_crops="montage"``, whose :class:`~medt_monai.data.MontageDataset` cuts the windows) and the random
+      ``augmentation`` (:func:`~medt_monai.transforms.augmentation`);
     - ``"eval"`` (validation): the preprocessing of image and mask;
     - ``"test"`` (evaluation): the image to the network's size, the mask (and instance map) at their own size;
     - ``"infer"``: the image only; ``monai.transforms.Invertd`` on the prediction with this chain as ``transform``
@@ -53,6 +57,9 @@ def get_transforms(
         image_scale: zoom factor of the images (the network then sees ``img_size`` crops and sliding windows), or
             None to squeeze every image to ``img_size``.
         crops_per_image: ``"train"`` with ``image_scale``: random crops per image and epoch.
+        training_crops: ``"train"``: how the windows are cut, one of :data:`medt_monai.inferers.TRAINING_CROPS`:
+            ``"image"`` (random crops of each image) or ``"montage"`` (by :func:`training_dataset`; needs
+            ``image_scale`` and one crop per image).
         augmentation: ``"train"``: one of :data:`medt_monai.transforms.AUGMENTATIONS` (``"none"``: no augmentation).
         flip_prob: ``"train"``: probability of the random flip.
         instance_key: datalist key of the instance maps (``"test"``, and the training target with instances).
@@ -62,11 +69,20 @@ def get_transforms(
         boundary_width: ``output="instances"``: the boundary band's width in the network's pixels.
 
     Raises:
-        ValueError: unknown ``mode``, ``intensity`` or ``augmentation``, an ``img_size`` that is not one positive int,
-            or ``crops_per_image`` that does not fit ``image_scale``.
+        ValueError: unknown ``mode``, ``intensity``, ``augmentation`` or ``training_crops``, an ``img_size`` that is not
+            one positive int, or ``crops_per_image`` / ``training_crops="montage"`` that does not fit ``image_scale``.
     """
     if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
         raise ValueError(f"img_size must be one positive int (the bundle's square input size), got {img_size!r}.")
+    if training_crops not in TRAINING_CROPS:
+        raise ValueError(
+            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
+        )
+    if training_crops == "montage" and (image_scale is None or crops_per_image != 1):
+        raise ValueError(
+            "training_crops='montage' cuts one window per image from montages of zoomed images: it needs image_scale "
+            f"(--image_scale) and crops_per_image=1, got image_scale={image_scale!r}, crops_per_image={crops_per_image!r}."
+        )
     chain = preprocessing(
         mode,
         img_size=img_size,
@@ -81,7 +97,8 @@ def get_transforms(
         boundary_width=boundary_width,
     )
     if mode == "train":
-        chain += network_size_crops(["image", "label"], img_size, image_scale, crops_per_image)
+        if training_crops == "image":
+            chain += network_size_crops(["image", "label"], img_size, image_scale, crops_per_image)
         chain += random_transforms(augmentation, flip_prob)
     return Compose(chain)
 
@@ -118,3 +135,34 @@ def get_dataset(
     if cache == "none":
         return Dataset(list(datalist), transform)
     raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}.")
+
+
+def training_dataset(
+    data: Sequence[dict],
+    transform: Compose,
+    training_crops: str = "image",
+    img_size: int = 128,
+    seed: int = 0,
+    num_workers: int | None = 0,
+) -> Dataset:
+    """The training set of ``train.json``: ``CacheDataset`` for ``training_crops="image"`` (``transform`` crops each
+    image), :class:`~medt_monai.data.MontageDataset` for ``"montage"``; both cache ``transform``'s deterministic part.
+
+    Args:
+        data: the training datalist.
+        transform: :func:`get_transforms` ``("train", training_crops=training_crops, ...)``.
+        training_crops: one of :data:`medt_monai.inferers.TRAINING_CROPS`.
+        img_size: ``"montage"``: the window's size.
+        seed: ``"montage"``: the montages' random seed.
+        num_workers: caching threads.
+
+    Raises:
+        ValueError: an unknown ``training_crops``.
+    """
+    if training_crops not in TRAINING_CROPS:
+        raise ValueError(
+            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
+        )
+    if training_crops == "montage":
+        return MontageDataset(data, transform, img_size=img_size, seed=seed, num_workers=num_workers)
+    return get_dataset(data, transform, num_workers=num_workers)

@@ -18,27 +18,31 @@ __all__ = [
     "DATASET_NAMES",
     "RECIPE_DEFAULTS",
     "dataset_splits",
-    "default_image_scale",
-    "default_output",
+    "recipe_default",
     "split_datalist",
 ]
 
 DATASET_NAMES = ("demo", "medt", "glas", "monuseg", "decathlon", "folder")
-#: what the bundle's ``train.json`` learns a data set with unless told (``--output``, ``--image_scale``): GlaS glands
-#: as separate objects, with every image zoomed by 0.2 (0.62 -> 3.1 um/px, so that slides are read at the same scale),
-#: as decided by cross-validation (docs/research/recipes.md, "twenty-fourth round"); every other data set: the
-#: semantic mask of images squeezed to ``img_size``.
+#: what the bundle's ``train.json`` learns a data set with unless told (``--output``, ``--image_scale``,
+#: ``--training_crops``): GlaS glands as separate objects, with every image zoomed by 0.2 (0.62 -> 3.1 um/px, so that
+#: slides are read at the same scale), as decided by cross-validation (docs/research/recipes.md, "twenty-fourth
+#: round"); every other data set: :data:`RECIPE_FALLBACKS`.
 RECIPE_DEFAULTS = {"glas": {"output": "instances", "image_scale": 0.2}}
+#: the recipe of a data set without an entry in :data:`RECIPE_DEFAULTS`: the semantic mask of images squeezed to
+#: ``img_size`` (one crop, the whole image)
+RECIPE_FALLBACKS = {"output": "semantic", "image_scale": None, "training_crops": "image"}
 
 
-def default_output(name: str) -> str:
-    """``train.json``'s default ``output`` for data set ``name`` (:data:`RECIPE_DEFAULTS`, else ``"semantic"``)."""
-    return RECIPE_DEFAULTS.get(str(name).lower(), {}).get("output", "semantic")
+def recipe_default(name: str, key: str) -> str | float | None:
+    """``train.json``'s default ``key`` (``"output"``, ``"image_scale"``, ``"training_crops"``) for data set ``name``:
+    :data:`RECIPE_DEFAULTS`, else :data:`RECIPE_FALLBACKS`.
 
-
-def default_image_scale(name: str) -> float | None:
-    """``train.json``'s default ``image_scale`` for data set ``name`` (:data:`RECIPE_DEFAULTS`, else None)."""
-    return RECIPE_DEFAULTS.get(str(name).lower(), {}).get("image_scale")
+    Raises:
+        KeyError: a ``key`` that is not a recipe setting.
+    """
+    if key not in RECIPE_FALLBACKS:
+        raise KeyError(f"{key!r} is not a recipe setting; one of {', '.join(map(repr, RECIPE_FALLBACKS))}.")
+    return RECIPE_DEFAULTS.get(str(name).lower(), {}).get(key, RECIPE_FALLBACKS[key])
 
 
 def split_datalist(

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from medt_monai.inferers.flip import FlipInferer, tta_inferer
-from medt_monai.inferers.network_size import ReflectSlidingWindowInferer, network_size_inferer
+from medt_monai.inferers.network_size import (
+    GLASS_INTENSITY,
+    TRAINING_CROPS,
+    ReflectSlidingWindowInferer,
+    network_size_inferer,
+)
 
-__all__ = ["FlipInferer", "ReflectSlidingWindowInferer", "network_size_inferer", "tta_inferer"]
+__all__ = [
+    "GLASS_INTENSITY",
+    "TRAINING_CROPS",
+    "FlipInferer",
+    "ReflectSlidingWindowInferer",
+    "network_size_inferer",
+    "tta_inferer",
+]

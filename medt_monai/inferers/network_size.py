@@ -10,7 +10,15 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 
-__all__ = ["ReflectSlidingWindowInferer", "network_size_inferer"]
+__all__ = ["GLASS_INTENSITY", "TRAINING_CROPS", "ReflectSlidingWindowInferer", "network_size_inferer"]
+
+#: how a network's training windows were cut from zoomed images: ``"image"``, random crops of one image, padded by
+#: reflection where the image is smaller than a window; ``"montage"``, crops of montages of several images on glass
+#: (:class:`medt_monai.data.MontageDataset`), as a slide's sliding windows cut across tiles, tissue edges and glass
+TRAINING_CROPS = ("image", "montage")
+#: the brightness of a slide's bare glass in [0, 1] (245 of 255 in an H&E scan): the montages' background, and what
+#: windows past an image read for a network trained on montages
+GLASS_INTENSITY = 245 / 255
 
 
 class ReflectSlidingWindowInferer(SlidingWindowInferer):
@@ -37,10 +45,28 @@ class ReflectSlidingWindowInferer(SlidingWindowInferer):
         return outputs[window]
 
 
-def network_size_inferer(img_size: int, image_scale: float | None = None) -> Inferer:
+def network_size_inferer(img_size: int, image_scale: float | None = None, training_crops: str = "image") -> Inferer:
     """The inferer for :func:`~medt_monai.transforms.network_size_transform`'s output: the whole image at once, or (zoomed
-    images of any size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap, images smaller than a
-    window padded by reflection (:class:`ReflectSlidingWindowInferer`)."""
+    images of any size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap, whose parts past the
+    image are what the network saw there in training: reflection (:class:`ReflectSlidingWindowInferer`) for
+    ``training_crops="image"``, glass (:data:`GLASS_INTENSITY`) for ``"montage"``, so that a tile reads as it would on
+    its slide.
+
+    Args:
+        img_size: the network's input height and width.
+        image_scale: zoom factor of the images, or None (squeezed to ``img_size``: no windows).
+        training_crops: how the network's training windows were cut, one of :data:`TRAINING_CROPS`.
+
+    Raises:
+        ValueError: an unknown ``training_crops``.
+    """
+    if training_crops not in TRAINING_CROPS:
+        raise ValueError(
+            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
+        )
     if image_scale is None:
         return SimpleInferer()
-    return ReflectSlidingWindowInferer(roi_size=[img_size, img_size], sw_batch_size=4, overlap=0.25, mode="gaussian")
+    windows = {"roi_size": [img_size, img_size], "sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"}
+    if training_crops == "montage":
+        return SlidingWindowInferer(**windows, padding_mode="constant", cval=GLASS_INTENSITY)
+    return ReflectSlidingWindowInferer(**windows)
