@@ -8,8 +8,9 @@ speed and memory hardly depend on them, but the number of objects does, and an u
 spurious objects cost polygon and per-object time.
 
 The synthetic slides are tiled pyramidal TIFFs (3 levels, deflate) at ``--mpp`` micrometres per pixel: an H&E-like
-pattern (pink stroma with purple glands) inside an ellipse covering about 60 % of the slide, glass around it,
-generated tile by tile so that writing a 20k x 20k slide does not hold it in memory::
+pattern (pink stroma with purple glands) inside an ellipse covering about 60 % of the slide, glass around it
+(``--tissue full``: everywhere but a 512-pixel glass border, so that every block inside is full of tissue whatever
+the slide's size), generated tile by tile so that writing a 20k x 20k slide does not hold it in memory::
 
     python scripts/benchmark_slides.py --sizes 10000 20000 --networks medt resunet --threads 2 --work_dir /tmp/bench \
         --ckpt medt=bundle/models/model.pt resunet=RESUNET_RUN/model.pt
@@ -35,12 +36,21 @@ CONFIGS = ROOT / "bundle" / "configs"
 TILE = 512
 
 
-def _pattern(y0: int, x0: int, h: int, w: int, step: int, size: int) -> np.ndarray:
+#: the tissue's outline on a synthetic slide
+TISSUE = ("ellipse", "full")
+#: the glass around ``"full"`` tissue, level-0 pixels
+BORDER = 512
+
+
+def _pattern(y0: int, x0: int, h: int, w: int, step: int, size: int, tissue_shape: str = "ellipse") -> np.ndarray:
     """RGB uint8 of level-0 pixels (y0 + i * step, x0 + j * step): glass, stroma and 60-px glands on a jittered grid."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     yy, xx = y0 + yy * step, x0 + xx * step
-    centre = size / 2
-    tissue = ((yy - centre) / (0.48 * size)) ** 2 + ((xx - centre) / (0.4 * size)) ** 2 < 1
+    if tissue_shape == "full":
+        tissue = (np.minimum(yy, xx) >= BORDER) & (np.maximum(yy, xx) < size - BORDER)
+    else:
+        centre = size / 2
+        tissue = ((yy - centre) / (0.48 * size)) ** 2 + ((xx - centre) / (0.4 * size)) ** 2 < 1
     period = 160.0
     gy, gx = np.floor(yy / period), np.floor(xx / period)
     jitter_y = 30 * np.sin(gx * 12.9898 + gy * 78.233)
@@ -54,7 +64,7 @@ def _pattern(y0: int, x0: int, h: int, w: int, step: int, size: int) -> np.ndarr
     return image
 
 
-def write_synthetic_slide(path: Path, size: int, mpp: float, levels: int = 3) -> Path:
+def write_synthetic_slide(path: Path, size: int, mpp: float, levels: int = 3, tissue_shape: str = "ellipse") -> Path:
     """A ``size`` x ``size`` tiled pyramidal TIFF of :func:`_pattern`, written tile by tile."""
     import tifffile
 
@@ -71,7 +81,7 @@ def write_synthetic_slide(path: Path, size: int, mpp: float, levels: int = 3) ->
                     for tx in range(0, side, TILE):
                         tile = np.full((TILE, TILE, 3), 245, np.uint8)
                         h, w = min(TILE, side - ty), min(TILE, side - tx)
-                        tile[:h, :w] = _pattern(ty * step, tx * step, h, w, step, size)
+                        tile[:h, :w] = _pattern(ty * step, tx * step, h, w, step, size, tissue_shape)
                         yield tile
 
             tiff.write(
@@ -111,6 +121,7 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=["medt", "resunet"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mpp", type=float, default=0.5, help="micrometres per level-0 pixel of the slides")
+    parser.add_argument("--tissue", choices=TISSUE, default="ellipse", help="the tissue's outline on the slides")
     parser.add_argument("--work_dir", type=Path, required=True)
     parser.add_argument("--image_scale", type=float, default=0.2, help="the model's zoom of 0.62 um/px tiles")
     parser.add_argument("--tta", default="false")
@@ -144,7 +155,10 @@ def main() -> None:
         torch.save(net.state_dict(), ckpts[name])
     rows = []
     for size in args.sizes:
-        slide = write_synthetic_slide(args.work_dir / f"synthetic_{size}.tif", size, args.mpp)
+        suffix = "" if args.tissue == "ellipse" else f"_{args.tissue}"
+        slide = write_synthetic_slide(
+            args.work_dir / f"synthetic_{size}{suffix}.tif", size, args.mpp, tissue_shape=args.tissue
+        )
         for name in args.networks:
             result = run_slide_command(
                 slide, name, ckpts[name], args.work_dir / f"out_{name}_{size}", args.threads, extra
