@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import EVALUATE, IMG, INFERENCE, OBJECT_METRICS, TRAIN, _config_error, _parser, _truncate
+from bundle_helpers import CONFIGS, EVALUATE, IMG, INFERENCE, OBJECT_METRICS, TRAIN, _config_error, _parser, _truncate
 
 
 def test_inference_config_network_matches_training_config():
@@ -34,9 +34,10 @@ def test_inference_config_network_matches_training_config():
         assert infer[key] == train[key], f"inference.json and train.json disagree on {key!r}"
     # the output and the scale: train.json's per data set, inference.json's those of the shipped GlaS model
     trained, served = _parser(TRAIN, dataset="glas", data_dir="unused"), _parser(INFERENCE)
-    for key, value in (("output", "instances"), ("image_scale", 0.2)):
+    for key, value in (("output", "instances"), ("image_scale", 0.2), ("training_crops", "montage")):
         assert trained.get_parsed_content(key) == served.get_parsed_content(key) == value, key
     assert _parser(TRAIN).get_parsed_content("output") == "semantic"  # the demo set: as before
+    assert _parser(TRAIN).get_parsed_content("training_crops") == "image"
     # flip TTA: on for inference and evaluation (the shipped scores are with it), off for validation in training
     evaluate = json.loads(Path(EVALUATE).read_text())
     assert (infer["tta"], evaluate["tta"], train["tta"]) == (True, True, False)
@@ -51,14 +52,16 @@ def test_inference_config_network_matches_training_config():
 def test_boolean_switches_read_command_line_strings(flag, flips):
     """``--tta false`` arrives as the string 'false' from the command line; it must switch TTA off, not on."""
     from monai.bundle import ConfigParser
+    from monai.inferers import SlidingWindowInferer
 
-    from medt_monai.inferers import FlipInferer, ReflectSlidingWindowInferer
+    from medt_monai.inferers import FlipInferer
 
     parser = ConfigParser()
     parser.read_config(INFERENCE)
     parser["tta"] = flag
     inferer = parser.get_parsed_content("inferer")
-    assert isinstance(inferer, FlipInferer if flips else ReflectSlidingWindowInferer)  # the shipped model's windows
+    # the shipped model's windows: glass past the image, as it was trained
+    assert type(inferer) is (FlipInferer if flips else SlidingWindowInferer)
     if flips:
         assert inferer.transpose is False  # the 4 flips by default
         parser = ConfigParser()
@@ -299,3 +302,18 @@ def test_bundle_root_is_the_bundle_of_the_command_lines_config_file_else_the_wor
     monkeypatch.setattr(sys, "argv", ["x", "run", "--config_file", train])
     assert _parser(INFERENCE).get_parsed_content("ckpt_path") == str(tmp_path / "copy" / "models" / "model.pt")
     assert _parser(INFERENCE, bundle_root="/b").get_parsed_content("ckpt_path") == "/b/models/model.pt"
+
+
+def test_whole_image_recipes_keep_image_crops_on_glas():
+    """``--dataset glas`` trains on montages by default, but a recipe without a scale (``--image_scale null``, e.g.
+    ``paper_recipe.json`` or the weights of bundles 0.13-0.14) has no windows: it keeps ``training_crops="image"``."""
+    from monai.inferers import SimpleInferer
+
+    for configs in ((TRAIN,), (TRAIN, str(CONFIGS / "paper_recipe.json"))):
+        parser = _parser(
+            configs, dataset="glas", data_dir="unused", **({"image_scale": None} if len(configs) == 1 else {})
+        )
+        assert parser.get_parsed_content("training_crops") == "image"
+        assert isinstance(parser.get_parsed_content("window_inferer"), SimpleInferer)
+    served = _parser(INFERENCE, image_scale=None)
+    assert served.get_parsed_content("training_crops") == "image"

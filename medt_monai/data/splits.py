@@ -25,9 +25,10 @@ __all__ = [
 DATASET_NAMES = ("demo", "medt", "glas", "monuseg", "decathlon", "folder")
 #: what the bundle's ``train.json`` learns a data set with unless told (``--output``, ``--image_scale``,
 #: ``--training_crops``): GlaS glands as separate objects, with every image zoomed by 0.2 (0.62 -> 3.1 um/px, so that
-#: slides are read at the same scale), as decided by cross-validation (docs/research/recipes.md, "twenty-fourth
-#: round"); every other data set: :data:`RECIPE_FALLBACKS`.
-RECIPE_DEFAULTS = {"glas": {"output": "instances", "image_scale": 0.2}}
+#: slides are read at the same scale), trained on windows of montages of the images on glass (so that a tile and its
+#: slide give the same objects), as decided by cross-validation (docs/research/recipes.md, "twenty-fourth" and
+#: "twenty-sixth round"); every other data set: :data:`RECIPE_FALLBACKS`.
+RECIPE_DEFAULTS = {"glas": {"output": "instances", "image_scale": 0.2, "training_crops": "montage"}}
 #: the recipe of a data set without an entry in :data:`RECIPE_DEFAULTS`: the semantic mask of images squeezed to
 #: ``img_size`` (one crop, the whole image)
 RECIPE_FALLBACKS = {"output": "semantic", "image_scale": None, "training_crops": "image"}
