@@ -146,13 +146,13 @@ def test_a_copied_bundle_runs_from_any_working_directory(work, tmp_path):
 @pytest.mark.realdata
 def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
     """``models/model.pt`` (MedT with ``full_resolution_skip``, ``zero_init_residual`` and ``branch_supervision`` trained
-    with ``--output instances --boundary_weight 2 --image_scale 0.2`` on all 85 GlaS training images, the last of 200
-    epochs; docs/research/recipes.md, "twenty-fourth round") loads into the default inference and evaluate workflows,
+    with ``--output instances --boundary_weight 2 --image_scale 0.2 --training_crops montage`` on all 85 GlaS training
+    images, the last of 200 epochs; docs/research/recipes.md, "twenty-sixth round") loads into the default inference and evaluate workflows,
     finds the glands, and scores what the docs report.
 
     Every GlaS image in ../shared/data is a training image of this model, so no score here is a score on unseen
     images. The score on unseen images is stated from the 3-fold cross-validation of the same configuration over the
-    85 images (flip TTA, ``--object_min_size 3200``): pixel Dice 88.56, object F1 74.2, AJI 59.9. The numbers below, on
+    85 images (flip TTA, ``--object_min_size 3200``): pixel Dice 88.79, object F1 74.2, AJI 60.2. The numbers below, on
     split 0's 13 test images, pin the weights and the evaluation pipeline (they are the model's fit on images it
     trained on)."""
     from PIL import Image
@@ -192,14 +192,14 @@ def test_shipped_weights_segment_glands_out_of_the_box(tmp_path):
             ]
         )
     )
-    for name, documented in (("test_mean_dice", 0.9263), ("test_mean_iou", 0.8638)):
+    for name, documented in (("test_mean_dice", 0.9046), ("test_mean_iou", 0.8317)):
         with open(tmp_path / "eval" / f"{name}_raw.csv") as f:
             rows = f.read().splitlines()[1:]
         assert len(rows) == 13
         assert np.mean([float(r.split(",")[-1]) for r in rows]) == pytest.approx(documented, abs=5e-4), name
     metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().split())
-    documented = {"test_object_f1": 0.8293, "test_object_dice": 0.8524, "test_object_hausdorff": 65.35,
-                  "test_aji": 0.7341, "test_pq": 0.6708}  # fmt: skip
+    documented = {"test_object_f1": 0.7780, "test_object_dice": 0.7909, "test_object_hausdorff": 107.87,
+                  "test_aji": 0.5990, "test_pq": 0.5914}  # fmt: skip
     for name, value in documented.items():
         assert float(metrics[name]) == pytest.approx(value, rel=2e-3), name
 
