@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medt_monai.inferers import GLASS_RGB
 from medt_monai.networks import get_network
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def _pattern(y0: int, x0: int, h: int, w: int, step: int, size: int, tissue_shap
     dy = yy - (gy + 0.5) * period - jitter_y
     dx = xx - (gx + 0.5) * period - jitter_x
     gland = tissue & (dy**2 + dx**2 < 55**2)
-    image = np.full((h, w, 3), 245, np.uint8)
+    image = np.full((h, w, 3), GLASS_RGB, np.uint8)
     image[tissue] = (232, 150, 190)
     image[gland] = (150, 70, 160)
     return image
@@ -79,7 +80,7 @@ def write_synthetic_slide(path: Path, size: int, mpp: float, levels: int = 3, ti
             def tiles(step=step, side=side):
                 for ty in range(0, side, TILE):
                     for tx in range(0, side, TILE):
-                        tile = np.full((TILE, TILE, 3), 245, np.uint8)
+                        tile = np.full((TILE, TILE, 3), GLASS_RGB, np.uint8)
                         h, w = min(TILE, side - ty), min(TILE, side - tx)
                         tile[:h, :w] = _pattern(ty * step, tx * step, h, w, step, size, tissue_shape)
                         yield tile
@@ -161,12 +162,12 @@ def main() -> None:
         )
         for name in args.networks:
             result = run_slide_command(
-                slide, name, ckpts[name], args.work_dir / f"out_{name}_{size}", args.threads, extra
+                slide, name, ckpts[name], args.work_dir / f"out_{name}_{size}{suffix}", args.threads, extra
             )
             result.update(network=name, size=size, mp_per_min=size * size / 1e6 / (result["seconds"] / 60))
             rows.append(result)
             print(json.dumps(result), flush=True)
-    (args.work_dir / "benchmark_slides.json").write_text(json.dumps(rows, indent=2))
+    (args.work_dir / f"benchmark_slides{suffix}.json").write_text(json.dumps(rows, indent=2))
     print("\n| network | slide (level 0) | wall time | level-0 MP per minute | peak memory | objects |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from medt_monai.data import dataset_splits, write_pyramidal_tiff
+from medt_monai.inferers import GLASS_RGB
 from medt_monai.metrics.object_metrics import (
     compute_aggregated_jaccard_index,
     compute_object_detection_counts,
@@ -45,7 +46,7 @@ CONFIGS = ROOT / "bundle" / "configs"
 
 
 def montage(
-    tiles: list[Path], columns: int, gap: int = 0, glass: int = 245
+    tiles: list[Path], columns: int, gap: int = 0, glass: int = GLASS_RGB
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """The tiles in a grid of equal cells on glass, ``gap`` pixels of glass between them, and each tile's
     (y0, x0, y1, x1) in the montage."""

@@ -174,6 +174,7 @@ def make_demo_slide(root: str | Path | None = None, seed: int = 0) -> Path:
         the slide's path.
     """
     from medt_monai.data.slides import write_pyramidal_tiff
+    from medt_monai.inferers import GLASS_RGB
 
     root = make_demo_dataset(root, seed)
     path = root / "slides" / "demo_slide.tif"
@@ -181,7 +182,7 @@ def make_demo_slide(root: str | Path | None = None, seed: int = 0) -> Path:
         return path
     cell, gap, enlarge = (128 * 5, 160 * 5), 64, 5
     names = sorted((root / "test" / "img").glob("*.png"))
-    montage = np.full((2 * cell[0] + 3 * gap, 5 * cell[1] + 6 * gap, 3), 245, np.uint8)
+    montage = np.full((2 * cell[0] + 3 * gap, 5 * cell[1] + 6 * gap, 3), GLASS_RGB, np.uint8)
     for k, name in enumerate(names[:10]):
         tile = np.asarray(Image.open(name).convert("RGB")).repeat(enlarge, 0).repeat(enlarge, 1)
         y, x = gap + (k // 5) * (cell[0] + gap), gap + (k % 5) * (cell[1] + gap)

@@ -77,9 +77,7 @@ class MontageDataset(CacheDataset, Randomizable):
         """The montage's draws happen in :meth:`_transform`, in the order its docstring gives."""
 
     def _cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        item = self._cache[index]
-        if item is None:
-            item = self._cache[index] = self._load_cache_item(index)
+        item = self._cache[index]  # every item is cached when the dataset is built (cache_rate 1)
         return torch.as_tensor(item["image"]), torch.as_tensor(item["label"])
 
     def _transform(self, index: int) -> dict:

@@ -9,7 +9,7 @@ from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.transforms import Compose
 
 from medt_monai.data.montage import MontageDataset
-from medt_monai.inferers import TRAINING_CROPS
+from medt_monai.inferers import check_training_crops
 from medt_monai.transforms import augmentation as random_transforms
 from medt_monai.transforms import network_size_crops, preprocessing
 
@@ -74,10 +74,7 @@ def get_transforms(
     """
     if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
         raise ValueError(f"img_size must be one positive int (the bundle's square input size), got {img_size!r}.")
-    if training_crops not in TRAINING_CROPS:
-        raise ValueError(
-            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
-        )
+    check_training_crops(training_crops)
     if training_crops == "montage" and (image_scale is None or crops_per_image != 1):
         raise ValueError(
             "training_crops='montage' cuts one window per image from montages of zoomed images: it needs image_scale "
@@ -159,10 +156,7 @@ def training_dataset(
     Raises:
         ValueError: an unknown ``training_crops``.
     """
-    if training_crops not in TRAINING_CROPS:
-        raise ValueError(
-            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
-        )
+    check_training_crops(training_crops)
     if training_crops == "montage":
         return MontageDataset(data, transform, img_size=img_size, seed=seed, num_workers=num_workers)
     return get_dataset(data, transform, num_workers=num_workers)

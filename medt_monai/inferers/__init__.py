@@ -5,14 +5,18 @@ from __future__ import annotations
 from medt_monai.inferers.flip import FlipInferer, tta_inferer
 from medt_monai.inferers.network_size import (
     GLASS_INTENSITY,
+    GLASS_RGB,
     TRAINING_CROPS,
     ReflectSlidingWindowInferer,
+    check_training_crops,
     network_size_inferer,
 )
 
 __all__ = [
     "GLASS_INTENSITY",
+    "GLASS_RGB",
     "TRAINING_CROPS",
+    "check_training_crops",
     "FlipInferer",
     "ReflectSlidingWindowInferer",
     "network_size_inferer",

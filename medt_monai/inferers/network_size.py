@@ -10,15 +10,31 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 
-__all__ = ["GLASS_INTENSITY", "TRAINING_CROPS", "ReflectSlidingWindowInferer", "network_size_inferer"]
+__all__ = [
+    "GLASS_INTENSITY",
+    "GLASS_RGB",
+    "TRAINING_CROPS",
+    "ReflectSlidingWindowInferer",
+    "check_training_crops",
+    "network_size_inferer",
+]
 
 #: how a network's training windows were cut from zoomed images: ``"image"``, random crops of one image, padded by
 #: reflection where the image is smaller than a window; ``"montage"``, crops of montages of several images on glass
 #: (:class:`medt_monai.data.MontageDataset`), as a slide's sliding windows cut across tiles, tissue edges and glass
 TRAINING_CROPS = ("image", "montage")
-#: the brightness of a slide's bare glass in [0, 1] (245 of 255 in an H&E scan): the montages' background, and what
-#: windows past an image read for a network trained on montages
-GLASS_INTENSITY = 245 / 255
+#: a slide's bare glass in an 8-bit H&E scan (each RGB channel): the background of synthetic and demo slides
+GLASS_RGB = 245
+#: the same in [0, 1]: the montages' background, and what windows past an image read for a network trained on montages
+GLASS_INTENSITY = GLASS_RGB / 255
+
+
+def check_training_crops(training_crops: str) -> None:
+    """Raise ``ValueError`` naming :data:`TRAINING_CROPS` unless ``training_crops`` is one of them."""
+    if training_crops not in TRAINING_CROPS:
+        raise ValueError(
+            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
+        )
 
 
 class ReflectSlidingWindowInferer(SlidingWindowInferer):
@@ -60,10 +76,7 @@ def network_size_inferer(img_size: int, image_scale: float | None = None, traini
     Raises:
         ValueError: an unknown ``training_crops``.
     """
-    if training_crops not in TRAINING_CROPS:
-        raise ValueError(
-            f"training_crops must be one of {', '.join(map(repr, TRAINING_CROPS))}, got {training_crops!r}."
-        )
+    check_training_crops(training_crops)
     if image_scale is None:
         return SimpleInferer()
     windows = {"roi_size": [img_size, img_size], "sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"}
