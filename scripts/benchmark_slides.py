@@ -5,7 +5,9 @@ after the other within the size (so load from other processes hits them alike); 
 minute of wall time (the whole slide, glass included, and the tissue blocks' share), and the process's peak resident
 memory (``ru_maxrss`` of the child). The weights are untrained unless ``--ckpt NETWORK=PATH`` gives trained ones;
 speed and memory hardly depend on them, but the number of objects does, and an untrained network's hundreds of
-spurious objects cost polygon and per-object time.
+spurious objects cost polygon and per-object time. The network runs once per window (``--tta false --tta_shifts 1``)
+unless ``--tta`` / ``--tta_shifts`` say otherwise; the bundle's defaults run it 16 times per window (4 flips × 2 × 2
+window grids).
 
 The synthetic slides are tiled pyramidal TIFFs (3 levels, deflate) at ``--mpp`` micrometres per pixel: an H&E-like
 pattern (pink stroma with purple glands) inside an ellipse covering about 60 % of the slide, glass around it
@@ -125,7 +127,10 @@ def main() -> None:
     parser.add_argument("--tissue", choices=TISSUE, default="ellipse", help="the tissue's outline on the slides")
     parser.add_argument("--work_dir", type=Path, required=True)
     parser.add_argument("--image_scale", type=float, default=0.2, help="the model's zoom of 0.62 um/px tiles")
-    parser.add_argument("--tta", default="false")
+    parser.add_argument("--tta", default="false", help="the slide command's --tta (flips); default: off")
+    parser.add_argument(
+        "--tta_shifts", type=int, default=1, help="the slide command's --tta_shifts (window grids per axis); default 1"
+    )
     parser.add_argument(
         "--ckpt",
         nargs="*",
@@ -137,6 +142,7 @@ def main() -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     extra = ["--output", "instances", "--image_scale", str(args.image_scale), "--tta", args.tta]
+    extra += ["--tta_shifts", str(args.tta_shifts)]
     ckpts = {}
     for item in args.ckpt:
         name, sep, path = item.partition("=")

@@ -41,6 +41,8 @@ def test_inference_config_network_matches_training_config():
     # flip TTA: on for inference and evaluation (the shipped scores are with it), off for validation in training
     evaluate = json.loads(Path(EVALUATE).read_text())
     assert (infer["tta"], evaluate["tta"], train["tta"]) == (True, True, False)
+    # window grids likewise: 2 x 2 for inference and evaluation (the twenty-seventh round), one grid in validation
+    assert (infer["tta_shifts"], evaluate["tta_shifts"], train["tta_shifts"]) == (2, 2, 1)
     post = [t["_target_"] for t in infer["postprocessing"]["transforms"]]
     # MONAI Label drops SaveImaged and needs the channel squeezed and uint8 after it (2D PNG)
     assert post[-3:] == ["SaveImaged", "SqueezeDimd", "CastToTyped"], post
@@ -54,14 +56,17 @@ def test_boolean_switches_read_command_line_strings(flag, flips):
     from monai.bundle import ConfigParser
     from monai.inferers import SlidingWindowInferer
 
-    from medt_monai.inferers import FlipInferer
+    from medt_monai.inferers import FlipInferer, GridShiftInferer
 
     parser = ConfigParser()
     parser.read_config(INFERENCE)
     parser["tta"] = flag
     inferer = parser.get_parsed_content("inferer")
-    # the shipped model's windows: glass past the image, as it was trained
-    assert type(inferer) is (FlipInferer if flips else SlidingWindowInferer)
+    # the shipped model's windows: glass past the image, as it was trained, on 2 x 2 shifted grids
+    windows = inferer.inferer if flips else inferer
+    assert type(windows) is GridShiftInferer and windows.shifts == 2
+    assert type(windows.inferer) is SlidingWindowInferer and windows.inferer.padding_mode == "constant"
+    assert type(inferer) is (FlipInferer if flips else GridShiftInferer)
     if flips:
         assert inferer.transpose is False  # the 4 flips by default
         parser = ConfigParser()

@@ -116,3 +116,72 @@ def test_networks_trained_on_montages_see_glass_past_the_image():
     torch.testing.assert_close(out, torch.full_like(out, GLASS_INTENSITY * 156 / 256))
     with pytest.raises(ValueError, match="training_crops must be one of 'image', 'montage', got 'glass'"):
         network_size_inferer(16, image_scale=0.5, training_crops="glass")
+
+
+def _window_rows(x: torch.Tensor) -> torch.Tensor:
+    """Depends on where the window falls: each pixel's row inside its window."""
+    rows = torch.arange(x.shape[-2], dtype=x.dtype).view(1, 1, -1, 1)
+    return rows.expand(x.shape[0], 1, *x.shape[-2:]).clone()
+
+
+def test_grid_shifts_average_the_window_grids_by_hand():
+    """Windows of 128 at a quarter overlap step 96 px; ``shifts=2`` adds the grids moved by 48 px. On a 128x128
+    image the unmoved grid is one window (a pixel in row r reads r); moved by 48 rows the image is padded to 176 and
+    run as windows at 0 and 48 (constant weights), so row r reads (r + 48 + r) / 2 for r < 80 and r below. Averaged
+    over the four grids (two moved along the rows): r + 12 for r < 80, r from 80 on."""
+    from medt_monai.inferers import GridShiftInferer
+
+    window = SlidingWindowInferer(roi_size=(128, 128), sw_batch_size=4, overlap=0.25, mode="constant", cval=0.5)
+    inferer = GridShiftInferer(window, shifts=2)
+    assert inferer.offsets(2) == [(0, 0), (0, 48), (48, 0), (48, 48)]
+    out = inferer(torch.rand(1, 3, 128, 128), _window_rows)
+    assert out.shape == (1, 1, 128, 128)
+    r = torch.arange(128.0)
+    torch.testing.assert_close(out[0, 0], torch.where(r < 80, r + 12, r)[:, None].expand(128, 128))
+    torch.testing.assert_close(GridShiftInferer(window, shifts=1)(torch.rand(1, 3, 128, 128), _window_rows)[0, 0],
+                               r[:, None].expand(128, 128))  # fmt: skip
+
+
+def test_grid_shifts_pad_as_the_windows_do():
+    """The moved grids read glass before a montage-trained network's image and a reflection before an image-trained
+    one's; a pointwise network gives its plain output either way, on images smaller than a window too."""
+    import numpy as np
+
+    from medt_monai.inferers import GLASS_INTENSITY, GridShiftInferer, network_size_inferer
+
+    seen = []
+
+    def net(x):
+        seen.append(x.clone())
+        return x * 2
+
+    x = torch.rand(1, 2, 12, 10)
+    for crops in ("montage", "image"):
+        inferer = network_size_inferer(16, image_scale=0.5, training_crops=crops, grid_shifts=2)
+        assert isinstance(inferer, GridShiftInferer) and inferer.offsets(2)[-1] == (6, 6)  # step 12, half of it
+        seen.clear()
+        torch.testing.assert_close(inferer(x, net), 2 * x)
+        moved = seen[-1][:1]  # the last grid (moved by 6 rows and 6 columns): its first window, at the top-left
+        if crops == "montage":
+            assert torch.all(moved[..., :6, :] == GLASS_INTENSITY) and torch.all(moved[..., :, :6] == GLASS_INTENSITY)
+        else:
+            reflected = np.pad(x.numpy(), [(0, 0), (0, 0), (6, 0), (6, 0)], "reflect")
+            torch.testing.assert_close(moved, torch.as_tensor(reflected)[..., :16, :16])
+    assert not isinstance(network_size_inferer(16, image_scale=0.5, grid_shifts=1), GridShiftInferer)
+
+
+def test_grid_shifts_name_bad_values():
+    from medt_monai.inferers import GridShiftInferer, network_size_inferer
+
+    window = SlidingWindowInferer(roi_size=(16, 16))
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="shifts \\(window grids per axis\\) must be an int >= 1"):
+            GridShiftInferer(window, bad)
+    with pytest.raises(ValueError, match="need a SlidingWindowInferer, got SimpleInferer"):
+        GridShiftInferer(SimpleInferer(), 2)
+    with pytest.raises(ValueError, match="'constant' or 'reflect'; got 'replicate'"):
+        GridShiftInferer(SlidingWindowInferer(roi_size=(16, 16), padding_mode="replicate"), 2)
+    with pytest.raises(ValueError, match="shifts \\(window grids per axis\\) must be an int >= 1, got 0"):
+        network_size_inferer(16, image_scale=0.5, grid_shifts=0)
+    # a whole image squeezed to the network's size has no window grid (weights of bundles 0.13-0.14, the paper recipe)
+    assert isinstance(network_size_inferer(16, image_scale=None, grid_shifts=2), SimpleInferer)

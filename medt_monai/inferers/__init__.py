@@ -1,8 +1,9 @@
-"""Inferers: flip (and rotation) test-time augmentation, and the network-size inferer of the bundle's workflows."""
+"""Inferers: flip (and rotation) test-time augmentation, test-time window grids, and the network-size inferer of the bundle's workflows."""
 
 from __future__ import annotations
 
 from medt_monai.inferers.flip import FlipInferer, tta_inferer
+from medt_monai.inferers.grid_shift import GridShiftInferer
 from medt_monai.inferers.network_size import (
     GLASS_INTENSITY,
     GLASS_RGB,
@@ -18,6 +19,7 @@ __all__ = [
     "TRAINING_CROPS",
     "check_training_crops",
     "FlipInferer",
+    "GridShiftInferer",
     "ReflectSlidingWindowInferer",
     "network_size_inferer",
     "tta_inferer",

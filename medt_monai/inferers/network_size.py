@@ -10,6 +10,8 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 
+from medt_monai.inferers.grid_shift import GridShiftInferer
+
 __all__ = [
     "GLASS_INTENSITY",
     "GLASS_RGB",
@@ -61,25 +63,32 @@ class ReflectSlidingWindowInferer(SlidingWindowInferer):
         return outputs[window]
 
 
-def network_size_inferer(img_size: int, image_scale: float | None = None, training_crops: str = "image") -> Inferer:
+def network_size_inferer(
+    img_size: int, image_scale: float | None = None, training_crops: str = "image", grid_shifts: int = 1
+) -> Inferer:
     """The inferer for :func:`~medt_monai.transforms.network_size_transform`'s output: the whole image at once, or (zoomed
     images of any size) Gaussian-weighted ``img_size`` sliding windows with a quarter overlap, whose parts past the
     image are what the network saw there in training: reflection (:class:`ReflectSlidingWindowInferer`) for
     ``training_crops="image"``, glass (:data:`GLASS_INTENSITY`) for ``"montage"``, so that a tile reads as it would on
-    its slide.
+    its slide. With ``grid_shifts`` > 1 the windows run on that many grids per axis, each moved by a fraction of the
+    step, and their logits are averaged (:class:`~medt_monai.inferers.GridShiftInferer`).
 
     Args:
         img_size: the network's input height and width.
         image_scale: zoom factor of the images, or None (squeezed to ``img_size``: no windows).
         training_crops: how the network's training windows were cut, one of :data:`TRAINING_CROPS`.
+        grid_shifts: window grids per axis (1: one grid); unused with ``image_scale`` None (a whole image squeezed to
+            ``img_size`` has no window grid).
 
     Raises:
-        ValueError: an unknown ``training_crops``.
+        ValueError: an unknown ``training_crops``; with windows, see :class:`~medt_monai.inferers.GridShiftInferer`.
     """
     check_training_crops(training_crops)
     if image_scale is None:
         return SimpleInferer()
     windows = {"roi_size": [img_size, img_size], "sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"}
     if training_crops == "montage":
-        return SlidingWindowInferer(**windows, padding_mode="constant", cval=GLASS_INTENSITY)
-    return ReflectSlidingWindowInferer(**windows)
+        inferer = SlidingWindowInferer(**windows, padding_mode="constant", cval=GLASS_INTENSITY)
+    else:
+        inferer = ReflectSlidingWindowInferer(**windows)
+    return inferer if grid_shifts == 1 else GridShiftInferer(inferer, grid_shifts)
