@@ -179,3 +179,45 @@ def test_object_metrics_take_predicted_instances_whose_touching_objects_stay_apa
     assert float(small) == 0.0  # every predicted object dropped
     with pytest.raises(ValueError, match="pred_instances: y_pred must be"):
         ObjectF1Metric(pred_instances=True)(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 4))
+
+
+def test_objects_inside_another_objects_bounding_box_come_out_whole_and_in_raster_order():
+    """The watershed floods each foreground component within its bounding box: a U's box holds a disc (and two
+    touching discs lie beside it); every object comes out whole with its own id, the touching discs split, and the ids
+    follow the raster order of each object's first pixel (the U 1, the disc 2, the touching discs 3 and 4)."""
+    yy, xx = np.mgrid[:64, :120]
+    ids = np.zeros((64, 120), np.int32)
+    ids[(np.abs(yy - 30) <= 24) & (np.abs(xx - 30) <= 24)] = 5
+    ids[(np.abs(yy - 30) <= 18) & (np.abs(xx - 30) <= 18)] = 0  # a square ring 7 px wide, rows and columns 6-54
+    ids[40:, 12:49] = 0  # open at the bottom: a U (no hole to fill)
+    ids[(yy - 30) ** 2 + (xx - 30) ** 2 < 100] = 9  # a disc inside the U's box, apart from it
+    pair = _touching_discs()  # 40 x 64: discs of radius 12 centred at rows 20 and columns 20 / 42, touching
+    ids[24:64, 56:120] = np.where(pair == 1, 11, np.where(pair > 0, 12, 0))
+    target = InstancesToBoundaryClasses(width=2)(torch.from_numpy(ids)[None])[0].numpy().astype(int)
+    found = InstancesFromProbabilities()(_probabilities(target, blur=0.5))[0].numpy()
+    assert found.max() == 4
+    for gt_id, expected in ((5, 1), (9, 2), (11, 3), (12, 4)):
+        overlap = np.bincount(found[ids == gt_id], minlength=5)
+        assert overlap.argmax() == expected and overlap.max() / (ids == gt_id).sum() > 0.9, (gt_id, overlap)
+
+
+def test_flooding_component_by_component_is_the_whole_images_watershed():
+    """Step 3 runs per foreground component in its bounding box (memory of the largest component, not the image's):
+    on a field of irregular blobs whose boxes overlap, the ids equal MONAI's ``Watershed`` on the whole image."""
+    from monai.apps.pathology.transforms import Watershed
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    field = ndimage.gaussian_filter(rng.normal(size=(3, 160, 200)).astype(np.float32), (0, 4, 4)) * 40
+    probabilities = torch.from_numpy(field).softmax(0).numpy()
+    foreground = probabilities[BACKGROUND] < 0.5
+    seeds = label_objects((probabilities.argmax(0) == INTERIOR) & foreground, 1)
+    components = label_objects(foreground, 1)
+    boxes = ndimage.find_objects(components)
+    assert components.max() > 10 and seeds.max() > 10
+    # some component's box holds part of another component
+    assert any(np.any((components[b] > 0) & (components[b] != k)) for k, b in enumerate(boxes, start=1))
+    whole = np.asarray(Watershed(connectivity=1, dtype=np.int32)(probabilities[None, BOUNDARY], foreground[None],
+                                                                 seeds[None]))[0]  # fmt: skip
+    by_component = InstancesFromProbabilities()._flood(probabilities[BOUNDARY], foreground, seeds)
+    np.testing.assert_array_equal(by_component, whole)

@@ -129,24 +129,46 @@ class InstancesFromProbabilities(Transform):
                 f"{source_name(img)}: expected the probabilities of background, interior and boundary (3, H, W), got "
                 f"shape {tuple(img.shape)}; the network must be trained for instances (3 classes)."
             )
-        probabilities = convert_to_numpy(img, dtype=np.float32)
-        foreground = probabilities[BACKGROUND] < 0.5
-        seeds = label_objects((probabilities.argmax(0) == INTERIOR) & foreground, 1, self.min_seed_size)
-        ids = np.asarray(self.watershed(probabilities[None, BOUNDARY], foreground[None], seeds[None]))[0]
+        background, interior, boundary = convert_to_numpy(img, dtype=np.float32)
+        foreground = background < 0.5
+        # interior is the argmax (the first of equal maxima), compared without an index array of the image's size
+        seeds = label_objects((interior > background) & (interior >= boundary) & foreground, 1, self.min_seed_size)
+        ids = self._flood(boundary, foreground, seeds)
         unseeded = label_objects(foreground & (ids == 0), 1)
-        ids = np.where(unseeded > 0, unseeded + ids.max(), ids).astype(np.int32)
+        new_objects = unseeded > 0
+        ids[new_objects] = unseeded[new_objects] + ids.max()
         if self.fill_holes is not None:
             ids = np.asarray(self.fill_holes(ids[None]))[0]
         ids = _in_raster_order(drop_small_objects(ids, self.min_size))
         return convert_to_dst_type(ids[None], img, dtype=torch.int32)[0]
 
+    def _flood(self, relief: np.ndarray, foreground: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """The marker-controlled watershed of step 3, run on each seeded foreground component in its bounding box:
+        the flooding never crosses the background, so this is the whole image's watershed (the same ids), with the
+        memory of the largest component instead of the image's (a slide's block: a third)."""
+        components = label_objects(foreground, 1)
+        ids = np.zeros(seeds.shape, dtype=np.int32)
+        for k, box in enumerate(ndimage.find_objects(components), start=1):
+            if box is None:
+                continue
+            mask = components[box] == k
+            markers = np.where(mask, seeds[box], 0)
+            if markers.any():
+                flooded = np.asarray(self.watershed(relief[box][None], mask[None], markers[None]))[0]
+                ids[box][mask] = flooded[mask]
+        return ids
+
 
 def _in_raster_order(ids: np.ndarray) -> np.ndarray:
-    """``ids`` renumbered 1..N in the raster order of each object's first pixel (0 stays background)."""
-    present, first = np.unique(ids.ravel(), return_index=True)
-    keep = present > 0
-    lut = np.zeros(int(ids.max()) + 1, dtype=np.int32)
-    lut[present[keep][np.argsort(first[keep])]] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    """``ids`` ``(H, W)`` renumbered 1..N in the raster order of each object's first pixel (0 stays background): the
+    first pixel is on the top row of the object's bounding box, so no sort of the image is needed."""
+    firsts = []
+    for object_id, box in enumerate(ndimage.find_objects(ids), start=1):
+        if box is not None:
+            row = box[0].start
+            firsts.append((row, box[1].start + int(np.argmax(ids[row, box[1]] == object_id)), object_id))
+    lut = np.zeros(int(ids.max(initial=0)) + 1, dtype=np.int32)
+    lut[[object_id for *_, object_id in sorted(firsts)]] = np.arange(1, len(firsts) + 1, dtype=np.int32)
     return lut[ids]
 
 
