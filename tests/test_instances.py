@@ -203,7 +203,8 @@ def test_objects_inside_another_objects_bounding_box_come_out_whole_and_in_raste
 
 def test_flooding_component_by_component_is_the_whole_images_watershed():
     """Step 3 runs per foreground component in its bounding box (memory of the largest component, not the image's):
-    on a field of irregular blobs whose boxes overlap, the ids equal MONAI's ``Watershed`` on the whole image."""
+    on a field of irregular blobs whose boxes overlap, the ids equal MONAI's ``Watershed`` on the whole image, and the
+    components without a seed are numbered after the seeds in raster order."""
     from monai.apps.pathology.transforms import Watershed
     from scipy import ndimage
 
@@ -219,5 +220,8 @@ def test_flooding_component_by_component_is_the_whole_images_watershed():
     assert any(np.any((components[b] > 0) & (components[b] != k)) for k, b in enumerate(boxes, start=1))
     whole = np.asarray(Watershed(connectivity=1, dtype=np.int32)(probabilities[None, BOUNDARY], foreground[None],
                                                                  seeds[None]))[0]  # fmt: skip
+    unseeded = label_objects(foreground & (whole == 0), 1)  # components without a seed: new ids after the seeds'
+    assert unseeded.max() > 0
+    whole = np.where(unseeded > 0, unseeded + seeds.max(), whole)
     by_component = InstancesFromProbabilities()._flood(probabilities[BOUNDARY], foreground, seeds)
     np.testing.assert_array_equal(by_component, whole)

@@ -134,40 +134,42 @@ class InstancesFromProbabilities(Transform):
         # interior is the argmax (the first of equal maxima), compared without an index array of the image's size
         seeds = label_objects((interior > background) & (interior >= boundary) & foreground, 1, self.min_seed_size)
         ids = self._flood(boundary, foreground, seeds)
-        unseeded = label_objects(foreground & (ids == 0), 1)
-        new_objects = unseeded > 0
-        ids[new_objects] = unseeded[new_objects] + ids.max()
         if self.fill_holes is not None:
             ids = np.asarray(self.fill_holes(ids[None]))[0]
         ids = _in_raster_order(drop_small_objects(ids, self.min_size))
         return convert_to_dst_type(ids[None], img, dtype=torch.int32)[0]
 
     def _flood(self, relief: np.ndarray, foreground: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        """The marker-controlled watershed of step 3, run on each seeded foreground component in its bounding box:
-        the flooding never crosses the background, so this is the whole image's watershed (the same ids), with the
-        memory of the largest component instead of the image's (a slide's block: a third)."""
+        """Step 3, one foreground component at a time in its bounding box: a seeded one flooded from its seeds (the
+        flooding never crosses the background, so these are the whole image's watershed ids, with the memory of the
+        largest component instead of the image's: a slide's block, a third), an unseeded one a new object after the
+        seeds' ids, in raster order."""
         components = label_objects(foreground, 1)
         ids = np.zeros(seeds.shape, dtype=np.int32)
+        next_id = int(seeds.max(initial=0)) + 1
         for k, box in enumerate(ndimage.find_objects(components), start=1):
             if box is None:
                 continue
             mask = components[box] == k
             markers = np.where(mask, seeds[box], 0)
             if markers.any():
-                flooded = np.asarray(self.watershed(relief[box][None], mask[None], markers[None]))[0]
-                ids[box][mask] = flooded[mask]
+                ids[box][mask] = np.asarray(self.watershed(relief[box][None], mask[None], markers[None]))[0][mask]
+            else:
+                ids[box][mask] = next_id
+                next_id += 1
         return ids
 
 
 def _in_raster_order(ids: np.ndarray) -> np.ndarray:
     """``ids`` ``(H, W)`` renumbered 1..N in the raster order of each object's first pixel (0 stays background): the
     first pixel is on the top row of the object's bounding box, so no sort of the image is needed."""
+    boxes = ndimage.find_objects(ids)
     firsts = []
-    for object_id, box in enumerate(ndimage.find_objects(ids), start=1):
+    for object_id, box in enumerate(boxes, start=1):
         if box is not None:
             row = box[0].start
             firsts.append((row, box[1].start + int(np.argmax(ids[row, box[1]] == object_id)), object_id))
-    lut = np.zeros(int(ids.max(initial=0)) + 1, dtype=np.int32)
+    lut = np.zeros(len(boxes) + 1, dtype=np.int32)
     lut[[object_id for *_, object_id in sorted(firsts)]] = np.arange(1, len(firsts) + 1, dtype=np.int32)
     return lut[ids]
 
