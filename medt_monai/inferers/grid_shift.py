@@ -11,7 +11,18 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer, SlidingWindowInferer
 from monai.utils import ensure_tuple_rep
 
-__all__ = ["GridShiftInferer"]
+__all__ = ["GridShiftInferer", "pad_spatial"]
+
+
+def pad_spatial(inputs: torch.Tensor, widths: list[tuple[int, int]], **kwargs: Any) -> torch.Tensor:
+    """``inputs`` ``(B, C, *spatial)`` padded along its spatial axes by ``widths`` ``(before, after)`` with NumPy's
+    ``np.pad`` (``kwargs``: its ``mode`` and options; its reflection repeats past an axis shorter than the width, where
+    torch's stops), on the input's device; a ``MetaTensor`` stays one, with its meta data."""
+    array = np.pad(inputs.detach().cpu().numpy(), [(0, 0), (0, 0), *widths], **kwargs)
+    padded = torch.as_tensor(array, device=inputs.device)
+    if isinstance(inputs, MetaTensor):
+        padded = MetaTensor(padded, meta=inputs.meta, applied_operations=inputs.applied_operations)
+    return padded
 
 
 class GridShiftInferer(Inferer):
@@ -60,15 +71,10 @@ class GridShiftInferer(Inferer):
         return list(itertools.product(*per_axis))
 
     def _pad(self, inputs: torch.Tensor, offset: tuple[int, ...]) -> torch.Tensor:
-        widths = [(0, 0), (0, 0), *((d, 0) for d in offset)]
+        widths = [(d, 0) for d in offset]
         if str(self.inferer.padding_mode) == "reflect":  # NumPy reflects repeatedly, past an image smaller than d
-            array = np.pad(inputs.detach().cpu().numpy(), widths, mode="reflect")
-        else:
-            array = np.pad(inputs.detach().cpu().numpy(), widths, mode="constant", constant_values=self.inferer.cval)
-        padded = torch.as_tensor(array, device=inputs.device)
-        if isinstance(inputs, MetaTensor):
-            padded = MetaTensor(padded, meta=inputs.meta, applied_operations=inputs.applied_operations)
-        return padded
+            return pad_spatial(inputs, widths, mode="reflect")
+        return pad_spatial(inputs, widths, mode="constant", constant_values=self.inferer.cval)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         """``inputs`` ``(B, C, *spatial)`` -> the mean of the grids' outputs ``(B, out_channels, *spatial)``."""

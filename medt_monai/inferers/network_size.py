@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 
-from medt_monai.inferers.grid_shift import GridShiftInferer
+from medt_monai.inferers.grid_shift import GridShiftInferer, pad_spatial
 
 __all__ = [
     "GLASS_INTENSITY",
@@ -54,10 +52,7 @@ class ReflectSlidingWindowInferer(SlidingWindowInferer):
         if all(d - d // 2 < s for d, s in zip(missing, spatial)):
             return super().__call__(inputs, network, *args, **kwargs)
         pads = [(d // 2, d - d // 2) for d in missing]
-        array = np.pad(inputs.detach().cpu().numpy(), [(0, 0), (0, 0), *pads], mode="reflect")
-        padded = torch.as_tensor(array, device=inputs.device)
-        if isinstance(inputs, MetaTensor):
-            padded = MetaTensor(padded, meta=inputs.meta, applied_operations=inputs.applied_operations)
+        padded = pad_spatial(inputs, pads, mode="reflect")
         outputs = super().__call__(padded, network, *args, **kwargs)
         window = (..., *(slice(before, before + s) for (before, _), s in zip(pads, spatial)))
         return outputs[window]
