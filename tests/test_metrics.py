@@ -286,6 +286,29 @@ def test_label_objects_connectivity_and_min_size():
         M.label_objects(mask, min_size=-1)
 
 
+def test_object_sizes_relabel_and_drop_small_objects_work_a_chunk_at_a_time(monkeypatch):
+    import medt_monai.utils.objects as O
+
+    monkeypatch.setattr(O, "_CHUNK", 5)  # chunks that cut objects and rows
+    ids = np.array([[1, 1, 0, 2], [1, 0, 3, 3], [0, 3, 3, 3]], dtype=np.int32)
+    assert O.object_sizes(ids).tolist() == [3, 3, 1, 5]
+    assert O.object_sizes(ids, max_id=4).tolist() == [3, 3, 1, 5, 0]
+    lut = np.array([0, 7, 0, 9], dtype=np.int32)
+    assert O.relabel(ids, lut).tolist() == [[7, 7, 0, 0], [7, 0, 9, 9], [0, 9, 9, 9]]
+    assert O.drop_small_objects(ids, 3).tolist() == [[1, 1, 0, 0], [1, 0, 3, 3], [0, 3, 3, 3]]
+    assert ids[0, 3] == 2  # drop_small_objects leaves its input alone
+    assert O.relabel(ids, lut, out=ids) is ids and ids.tolist() == [[7, 7, 0, 0], [7, 0, 9, 9], [0, 9, 9, 9]]
+    with pytest.raises(ValueError, match="contiguous"):
+        O.relabel(np.zeros((3, 4), np.int32), lut, out=np.zeros((3, 5), np.int32)[:, :4])
+    # connected components numbered in raster order, small ones dropped, renumbered without gaps, across chunks
+    mask = np.array([[0, 1, 0, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 1, 0], [1, 1, 1, 0, 0]], dtype=bool)
+    assert M.label_objects(mask, 1).tolist() == [[0, 1, 0, 2, 2], [1, 1, 0, 0, 0], [0, 0, 0, 3, 0], [4, 4, 4, 0, 0]]
+    assert M.label_objects(mask, 1, min_size=2).tolist() == [
+        [0, 1, 0, 2, 2], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [3, 3, 3, 0, 0]
+    ]  # fmt: skip
+    assert M.label_objects(mask, 1).dtype == np.int32
+
+
 # ------------------------------------------------------------------------------------------------ MONAI metrics
 def _batch():
     """Two images: the split gland of test_split_gland, and an image with a gland but an empty prediction."""

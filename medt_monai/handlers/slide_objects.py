@@ -115,7 +115,7 @@ class SlideObjectsWriter:
 
     def _instances(self, output: dict) -> np.ndarray:
         if output.get(self.instance_key) is not None:
-            return convert_to_numpy(output[self.instance_key])[0].astype(np.int64)
+            return convert_to_numpy(output[self.instance_key])[0]
         return label_objects(convert_to_numpy(output[self.pred_key])[0] > 0, self.connectivity)
 
     def __call__(self, engine: Engine) -> None:

@@ -24,7 +24,7 @@ from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 from medt_monai.transforms.array import source_name
-from medt_monai.utils.objects import drop_small_objects, label_objects, min_object_size
+from medt_monai.utils.objects import label_objects, min_object_size, object_sizes, relabel
 
 __all__ = [
     "BACKGROUND",
@@ -134,18 +134,18 @@ class InstancesFromProbabilities(Transform):
         # interior is the argmax (the first of equal maxima), compared without an index array of the image's size
         seeds = label_objects((interior > background) & (interior >= boundary) & foreground, 1, self.min_seed_size)
         ids = self._flood(boundary, foreground, seeds)
+        del foreground
         if self.fill_holes is not None:
             ids = np.asarray(self.fill_holes(ids[None]))[0]
-        ids = _in_raster_order(drop_small_objects(ids, self.min_size))
-        return convert_to_dst_type(ids[None], img, dtype=torch.int32)[0]
+        return convert_to_dst_type(_renumber(ids, self.min_size)[None], img, dtype=torch.int32)[0]
 
     def _flood(self, relief: np.ndarray, foreground: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """Step 3, one foreground component at a time in its bounding box: a seeded one flooded from its seeds (the
         flooding never crosses the background, so these are the whole image's watershed ids, with the memory of the
         largest component instead of the image's: a slide's block, a third), an unseeded one a new object after the
-        seeds' ids, in raster order."""
+        seeds' ids, in raster order. ``seeds`` (int32) becomes the ids, in place: a component reads and writes only its
+        own pixels."""
         components = label_objects(foreground, 1)
-        ids = np.zeros(seeds.shape, dtype=np.int32)
         next_id = int(seeds.max(initial=0)) + 1
         for k, box in enumerate(ndimage.find_objects(components), start=1):
             if box is None:
@@ -153,25 +153,26 @@ class InstancesFromProbabilities(Transform):
             mask = components[box] == k
             markers = np.where(mask, seeds[box], 0)
             if markers.any():
-                ids[box][mask] = np.asarray(self.watershed(relief[box][None], mask[None], markers[None]))[0][mask]
+                seeds[box][mask] = np.asarray(self.watershed(relief[box][None], mask[None], markers[None]))[0][mask]
             else:
-                ids[box][mask] = next_id
+                seeds[box][mask] = next_id
                 next_id += 1
-        return ids
+        return seeds
 
 
-def _in_raster_order(ids: np.ndarray) -> np.ndarray:
-    """``ids`` ``(H, W)`` renumbered 1..N in the raster order of each object's first pixel (0 stays background): the
-    first pixel is on the top row of the object's bounding box, so no sort of the image is needed."""
-    boxes = ndimage.find_objects(ids)
+def _renumber(ids: np.ndarray, min_size: int = 0) -> np.ndarray:
+    """``ids`` ``(H, W)`` (int32) with the objects under ``min_size`` pixels removed and the others renumbered 1..N
+    in the raster order of each object's first pixel (0 stays background), in place: the first pixel is on the top
+    row of the object's bounding box, so no sort of the image is needed."""
+    small = object_sizes(ids) < min_size
     firsts = []
-    for object_id, box in enumerate(boxes, start=1):
-        if box is not None:
+    for object_id, box in enumerate(ndimage.find_objects(ids), start=1):
+        if box is not None and not small[object_id]:
             row = box[0].start
             firsts.append((row, box[1].start + int(np.argmax(ids[row, box[1]] == object_id)), object_id))
-    lut = np.zeros(len(boxes) + 1, dtype=np.int32)
+    lut = np.zeros(len(small), dtype=np.int32)
     lut[[object_id for *_, object_id in sorted(firsts)]] = np.arange(1, len(firsts) + 1, dtype=np.int32)
-    return lut[ids]
+    return relabel(ids, lut, out=ids)
 
 
 class InstancesToBoundaryClassesd(MapTransform):

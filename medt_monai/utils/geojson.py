@@ -93,22 +93,25 @@ def object_features(
     instances = np.asarray(instances)
     if instances.ndim != 2:
         raise ValueError(f"instances must be a 2D (H, W) map of object ids, got shape {instances.shape}.")
+    if not np.issubdtype(instances.dtype, np.integer):
+        instances = instances.astype(np.int64)
     shapely = _shapely()
     oy, ox = (float(v) for v in origin)
     sy, sx = (float(v) for v in scale)
-    ids = np.unique(instances)
-    ids = ids[ids > 0]
-    if ids.size == 0:
-        return []
-    centroids = ndimage.center_of_mass(np.ones_like(instances, np.float32), instances, ids)
-    boxes = ndimage.find_objects(instances.astype(np.int64))
     features = []
-    for object_id, (cy, cx) in zip(ids.tolist(), centroids):
+    # each object in its bounding box: no temporary of the image's size (a slide's block has 26 Mpx)
+    for object_id, box in enumerate(ndimage.find_objects(instances), start=1):
+        if box is None:
+            continue
+        rows, cols = box
+        mask = instances[rows, cols] == object_id
+        in_rows, in_cols = np.nonzero(mask)
+        n = len(in_rows)  # the centroid from exact integer sums: scipy's center_of_mass over the image, to the bit
+        cy, cx = (rows.start * n + int(in_rows.sum())) / n, (cols.start * n + int(in_cols.sum())) / n
         y, x = oy + (cy + 0.5) * sy, ox + (cx + 0.5) * sx
         if keep_box is not None and not (keep_box[0] <= y < keep_box[2] and keep_box[1] <= x < keep_box[3]):
             continue
-        rows, cols = boxes[object_id - 1]
-        polygon = _outline(instances[rows, cols] == object_id, tolerance)
+        polygon = _outline(mask, tolerance)
         if polygon is None:
             continue
         # pixel centres of the crop -> continuous level-0 coordinates
