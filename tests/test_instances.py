@@ -133,6 +133,27 @@ def test_instances_postprocessing_writes_the_instance_map_and_its_foreground_as_
     assert direct["objects"].max() == 2 and direct["pred"].shape == (1, 32, 32)
 
 
+def test_instances_at_a_zoom_are_those_of_the_zoomed_probabilities_one_channel_at_a_time():
+    from monai.transforms import Zoom
+
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 3, (6, 9))[np.repeat(np.arange(6), 4)][:, np.repeat(np.arange(9), 4)]  # 24 x 36 blocks
+    logits = MetaTensor(torch.log(_probabilities(target, blur=1.5)))
+    probabilities = torch.softmax(logits, 0)
+    zoomed = Zoom(2.5, mode="bilinear", keep_size=False)(probabilities)
+    expected = InstancesFromProbabilities(min_size=20, min_seed_size=10, fill_holes=False)(zoomed)
+    found = InstancesFromProbabilities(min_size=20, min_seed_size=10, fill_holes=False, zoom=2.5)(probabilities)
+    assert found.shape == (1, 60, 90) and found.max() >= 3
+    np.testing.assert_array_equal(found.numpy(), expected.numpy())
+    assert torch.equal(found.affine, zoomed.affine)  # the zoom is recorded as MONAI's Zoom records it
+    # the slide's chain: softmax, then the objects at the zoom, the mask their foreground
+    out = mask_postprocessing(None, output="instances", min_size=20, min_seed_size=10, zoom=2.5)({"pred": logits})
+    np.testing.assert_array_equal(out["pred_instances"].numpy(), expected.numpy())
+    np.testing.assert_array_equal(out["pred"].numpy(), (expected > 0).numpy())
+    with pytest.raises(ValueError, match="not both"):
+        mask_postprocessing(get_transforms("infer", img_size=32), output="instances", zoom=2.5)
+
+
 def _small_pair() -> np.ndarray:
     ids = np.zeros((32, 32), np.int32)
     ids[4:28, 3:16] = 1

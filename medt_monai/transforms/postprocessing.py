@@ -51,22 +51,26 @@ def mask_postprocessing(
         min_seed_size: ``"instances"``: seeds of fewer pixels are dropped before the watershed.
         zoom: with ``preprocessing`` None, the probabilities are zoomed by this factor (bilinear) before the objects
             are found: a slide's blocks are taken to the resolution of the tiles the tile workflow finds its objects
-            at, so that both draw the same outlines and ``min_size`` means the same.
+            at, so that both draw the same outlines and ``min_size`` means the same. For ``"instances"`` the objects
+            step zooms one channel at a time (see :class:`~medt_monai.transforms.InstancesFromProbabilities`).
 
     Raises:
-        ValueError: an unknown ``output``.
+        ValueError: an unknown ``output``; both ``preprocessing`` and a ``zoom`` other than 1.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}.")
+    zoom = None if zoom is None or float(zoom) == 1.0 else float(zoom)
+    if zoom is not None and preprocessing is not None:
+        raise ValueError("zoom is for outputs kept at the network's scale (preprocessing None), not both.")
     transforms = [Activationsd(keys, softmax=True)]
-    if zoom is not None and float(zoom) != 1.0:
-        transforms.append(Zoomd(keys, zoom=float(zoom), mode="bilinear", keep_size=False))
+    if zoom is not None and output != "instances":  # the objects step zooms one channel at a time itself
+        transforms.append(Zoomd(keys, zoom=zoom, mode="bilinear", keep_size=False))
     if preprocessing is not None:
         transforms.append(
             Invertd(keys, transform=preprocessing, orig_keys=orig_keys, nearest_interp=False, to_tensor=True)
         )
     if output == "instances":
-        objects = InstancesFromProbabilitiesd(keys, instance_key, min_size, min_seed_size, str2bool(fill_holes))
+        objects = InstancesFromProbabilitiesd(keys, instance_key, min_size, min_seed_size, str2bool(fill_holes), zoom)
         return Compose(transforms + [objects])
     transforms.append(AsDiscreted(keys, argmax=True))
     if str2bool(fill_holes):
