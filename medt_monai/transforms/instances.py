@@ -106,8 +106,8 @@ class InstancesFromProbabilities(Transform):
 
     Run it at the image's own size, on probabilities (not labels) resized there, so the outlines are drawn at full
     resolution; or give it the network's probabilities with ``zoom``, which brings each channel there (bilinear, as
-    MONAI's ``Zoom``) only when it is needed, so the three zoomed channels are never held at once (a slide's block: 0.3
-    instead of 0.1 GB at its peak, for the same objects).
+    MONAI's ``Zoom``) only when it is needed, so the three zoomed channels are never held at once (the same objects;
+    for a full block of a slide, 0.3 GB of zoomed probabilities held at once becomes at most 0.2 GB).
 
     Args:
         min_size: objects with fewer pixels are removed; 0 keeps all.
