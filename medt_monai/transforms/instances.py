@@ -137,13 +137,13 @@ class InstancesFromProbabilities(Transform):
                 f"shape {tuple(img.shape)}; the network must be trained for instances (3 classes)."
             )
         # one channel at a time; interior is the argmax (the first of equal maxima), found without an index array
-        background = self._channel(img, BACKGROUND)
+        background = _as_array(self._channel(img, BACKGROUND))
         foreground = background < 0.5
-        interior = self._channel(img, INTERIOR)
+        interior = _as_array(self._channel(img, INTERIOR))
         seeds = (interior > background) & foreground
         del background
-        boundary = self._channel(img, BOUNDARY)  # (1, H, W), like the output
-        relief = convert_to_numpy(boundary, dtype=np.float32)[0]
+        boundary = self._channel(img, BOUNDARY)  # (1, H, W) of img's type: its meta data give the output's
+        relief = _as_array(boundary)
         seeds &= interior >= relief
         del interior
         ids = self._flood(relief, foreground, label_objects(seeds, 1, self.min_seed_size))
@@ -153,12 +153,9 @@ class InstancesFromProbabilities(Transform):
         return convert_to_dst_type(_renumber(ids, self.min_size)[None], boundary, dtype=torch.int32)[0]
 
     def _channel(self, img: NdarrayOrTensor, channel: int) -> NdarrayOrTensor:
-        """Channel ``channel`` of ``img`` as ``(1, H, W)``, zoomed by ``zoom``; float32 NumPy for all but
-        :data:`BOUNDARY`, which stays of ``img``'s type (its meta data give the output's)."""
+        """Channel ``channel`` of ``img`` as ``(1, H, W)``, zoomed by ``zoom``."""
         probabilities = img[channel : channel + 1]
-        if self.zoom is not None:
-            probabilities = self.zoom(probabilities)
-        return probabilities if channel == BOUNDARY else convert_to_numpy(probabilities, dtype=np.float32)[0]
+        return probabilities if self.zoom is None else self.zoom(probabilities)
 
     def _flood(self, relief: np.ndarray, foreground: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """Step 3, one foreground component at a time in its bounding box: a seeded one flooded from its seeds (the
@@ -179,6 +176,11 @@ class InstancesFromProbabilities(Transform):
                 seeds[box][mask] = next_id
                 next_id += 1
         return seeds
+
+
+def _as_array(channel: NdarrayOrTensor) -> np.ndarray:
+    """A ``(1, H, W)`` channel as a float32 ``(H, W)`` NumPy array (a view of a float32 CPU tensor, not a copy)."""
+    return convert_to_numpy(channel, dtype=np.float32)[0]
 
 
 def _renumber(ids: np.ndarray, min_size: int = 0) -> np.ndarray:

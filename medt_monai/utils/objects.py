@@ -101,8 +101,9 @@ def drop_small_objects(ids: np.ndarray, min_size: int) -> np.ndarray:
         ValueError: ``min_size`` not an integer >= 0.
     """
     min_size = min_object_size(min_size)
-    if min_size <= 1 or ids.max(initial=0) <= 0:
+    max_id = int(ids.max(initial=0)) if min_size > 1 else 0
+    if max_id <= 0:
         return ids
-    lut = np.arange(int(ids.max()) + 1, dtype=ids.dtype)
-    lut[object_sizes(ids) < min_size] = 0
+    lut = np.arange(max_id + 1, dtype=ids.dtype)
+    lut[object_sizes(ids, max_id) < min_size] = 0
     return relabel(ids, lut)
