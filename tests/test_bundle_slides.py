@@ -19,9 +19,10 @@ shapely = pytest.importorskip("shapely")
 pytest.importorskip("openslide")
 
 INFERENCE_WSI = str(CONFIGS / "inference_wsi.json")
-#: pooled object F1 between the slide command and the tile command on the same image, with the GlaS sizes below:
-#: 0.951 / 0.972 with blocks of 256 / 1024 px (session 36; docs/research/recipes.md, "twenty-seventh round")
-AGREEMENT = 0.9
+#: pooled object F1 between the slide command and the tile command, tile by tile, the issue's target (the six tiles
+#: below: 1.000 in session 40; 0.986 on each of session 39's fold networks over their validation tiles, recipes.md,
+#: "thirtieth round")
+AGREEMENT = 0.95
 #: the documented minimum gland and seed sizes for GlaS-like H&E (smaller components are specks, not glands)
 GLAND_MIN_SIZE = ["--object_min_size", "3200", "--min_seed_size", "1600"]
 SCALE = ["--output", "instances", "--image_scale", "0.5", "--img_size", str(IMG)]  # the model at 0.62 / 0.5 um/px
@@ -96,13 +97,12 @@ GLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "glas" / "train
 
 
 @pytest.mark.realdata
-def test_shipped_model_finds_the_same_glands_in_a_slide_as_in_the_same_image(tmp_path):
-    """Six GlaS tiles on glass, saved as a PNG and as a 3-level pyramidal TIFF at 0.62 um/px: the slide command's
-    polygons (blocks of 256 px with 64 px margins, so objects cross block borders) drawn back into the image match
-    the objects the tile command finds in the PNG (GlaS object matching, pooled over the tiles), both with the shipped
-    weights and defaults and the documented GlaS minimum object and seed sizes (without a minimum size, specks of a few
-    pixels that come and go with the window positions take the agreement to 0.66-0.76). Against the tile command on each tile alone the agreement is lower (other context at the
-    tiles' edges, other window positions: scripts/compare_slide_tiles.py, docs/results.md)."""
+def test_shipped_model_finds_the_tile_commands_glands_in_a_slide_of_the_tiles(tmp_path):
+    """Six GlaS tiles on glass (64 px between them) as a 3-level pyramidal TIFF at 0.62 um/px: the slide command's
+    polygons, drawn back into each tile, match the objects the tile command finds in that tile's PNG (GlaS object
+    matching, pooled over the tiles), both with the shipped weights and defaults and the documented GlaS minimum object
+    and seed sizes. The slide command reads each piece of tissue as the tile command reads a tile: the level at the
+    training images' resolution, zoomed as they were, in their axis order, windows from the piece's corner."""
     import sys
 
     from PIL import Image
@@ -114,31 +114,22 @@ def test_shipped_model_finds_the_same_glands_in_a_slide_as_in_the_same_image(tmp
 
     if not GLAS.is_dir():
         pytest.skip(f"{GLAS} not found: the real GlaS data (../shared/data) is not beside the checkout")
-    names = ["train_1", "train_13", "train_20", "train_33", "train_45", "train_73"]
-    image, boxes = montage([GLAS / "img" / f"{name}.png" for name in names], columns=3, gap=64)
-    (tmp_path / "png").mkdir()
-    Image.fromarray(image).save(tmp_path / "png" / "montage.png")
-    slide = write_pyramidal_tiff(tmp_path / "montage.tif", image, mpp=0.62, levels=3)
-    _ok(
-        _run(
-            [
-                "run",
-                "--config_file",
-                INFERENCE,
-                "--dataset_dir",
-                str(tmp_path / "png"),
-                "--output_dir",
-                str(tmp_path / "t"),
-                *GLAND_MIN_SIZE,
-            ]
-        )
-    )
-    _ok(_run(["run", "--config_file", _configs(INFERENCE, INFERENCE_WSI), "--slide", str(slide), "--slide_level", "0",
-              "--block_size", "256", "--block_margin", "64", "--output_dir", str(tmp_path / "s"), *GLAND_MIN_SIZE]))  # fmt: skip
-    features = json.loads((tmp_path / "s" / "montage.geojson").read_text())["features"]
-    whole = np.asarray(Image.open(tmp_path / "t" / "montage_instances.png")).astype(np.int32)
-    counts = [
-        compute_object_detection_counts(rasterize(features, box), whole[box[0] : box[2], box[1] : box[3]])
-        for box in boxes
+    tiles = [
+        GLAS / "img" / f"{name}.png" for name in ("train_1", "train_13", "train_20", "train_33", "train_45", "train_73")
     ]
+    image, boxes = montage(tiles, columns=3, gap=64)
+    (tmp_path / "png").mkdir()
+    for tile in tiles:
+        (tmp_path / "png" / tile.name).symlink_to(tile)
+    slide = write_pyramidal_tiff(tmp_path / "montage.tif", image, mpp=0.62, levels=3)
+    _ok(_run(["run", "--config_file", INFERENCE, "--dataset_dir", str(tmp_path / "png"), "--output_dir",
+              str(tmp_path / "t"), *GLAND_MIN_SIZE]))  # fmt: skip
+    _ok(_run(["run", "--config_file", _configs(INFERENCE, INFERENCE_WSI), "--slide", str(slide), "--output_dir",
+              str(tmp_path / "s"), *GLAND_MIN_SIZE]))  # fmt: skip
+    features = json.loads((tmp_path / "s" / "montage.geojson").read_text())["features"]
+    counts = []
+    for tile, box in zip(tiles, boxes):
+        from_tile = np.asarray(Image.open(tmp_path / "t" / f"{tile.stem}_instances.png")).astype(np.int32)
+        counts.append(compute_object_detection_counts(rasterize(features, box), from_tile))
+    assert sum(c[0] for c in counts) > 20  # glands found, not two empty answers agreeing
     assert pooled_object_f1(np.asarray(counts)) >= AGREEMENT, counts

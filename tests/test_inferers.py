@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
-from medt_monai.inferers import FlipInferer
+from medt_monai.inferers import FlipInferer, TransposedInferer
 
 
 def _position_net(x: torch.Tensor) -> torch.Tensor:
@@ -185,3 +185,20 @@ def test_grid_shifts_name_bad_values():
         network_size_inferer(16, image_scale=0.5, grid_shifts=0)
     # a whole image squeezed to the network's size has no window grid (weights of bundles 0.13-0.14, the paper recipe)
     assert isinstance(network_size_inferer(16, image_scale=None, grid_shifts=2), SimpleInferer)
+
+
+def test_transposed_inferer_runs_the_network_on_the_swapped_axes():
+    """Slide blocks ((C, H, W) from WSIReader) reach the network as PNG tiles do ((C, W, H) from PILReader)."""
+    x = torch.randn(2, 3, 8, 6)
+    out = TransposedInferer(SimpleInferer())(x, _position_net)
+    assert out.shape == (2, 2, 8, 6)
+    # by hand: the ramp the network adds along the last axis of what it sees runs along the height of the input
+    torch.testing.assert_close(out[:, 0], 2 * x[:, 0] + torch.arange(8.0)[:, None])
+    torch.testing.assert_close(out[:, 1], -x[:, 0])
+    # flips inside: the flip average of the transposed input, swapped back
+    torch.testing.assert_close(
+        TransposedInferer(FlipInferer())(x, _position_net),
+        FlipInferer()(x.transpose(2, 3), _position_net).transpose(2, 3),
+    )
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        TransposedInferer(SimpleInferer())(torch.randn(1, 3, 4, 4, 4), _position_net)

@@ -19,10 +19,12 @@ from monai.transforms import Zoom
 from medt_monai.data import (
     LoadSlideBlockd,
     open_slide,
+    refine_piece,
     slide_blocks,
     slide_geometry,
     slide_mpp,
     tissue_mask,
+    tissue_pieces,
     write_pyramidal_tiff,
 )
 from medt_monai.handlers import SlideObjectsWriter
@@ -124,8 +126,8 @@ def test_blocks_tile_the_slide_and_read_the_coarsest_level_fine_enough(tmp_path)
 def test_tissue_mask_finds_the_tissue_and_skips_glass(tmp_path):
     image, ids = _discs((600, 800), [(300, 200)], 120)
     slide = write_pyramidal_tiff(tmp_path / "s.tif", image, mpp=0.5, levels=2)
-    mask, downsample = tissue_mask(*open_slide(slide))
-    assert downsample == 2.0
+    mask, downsample, threshold = tissue_mask(*open_slide(slide))
+    assert downsample == 2.0 and 0.07 <= threshold < 0.69  # Otsu's between glass (0) and the discs' saturation
     truth = ids[::2, ::2] > 0
     assert (mask & truth).sum() / truth.sum() > 0.95 and (mask & ~truth).sum() < 0.05 * truth.sum()
     blocks = slide_blocks(slide, model_mpp=1.0, block_size=96, margin=16, tissue_only=True)
@@ -133,6 +135,84 @@ def test_tissue_mask_finds_the_tissue_and_skips_glass(tmp_path):
     assert 0 < len(blocks) < len(all_blocks)
     glass = write_pyramidal_tiff(tmp_path / "glass.tif", np.full((400, 400, 3), GLASS, np.uint8), mpp=0.5)
     assert slide_blocks(glass, model_mpp=1.0) == []
+
+
+def _rectangles(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """White glass with dark-purple (y0, x0, y1, x1) rectangles of tissue."""
+    image = np.full((*shape, 3), GLASS, np.uint8)
+    for y0, x0, y1, x1 in boxes:
+        image[y0:y1, x0:x1] = (90, 40, 130)
+    return image
+
+
+def test_pieces_of_tissue_are_found_and_refined_to_their_own_rows_and_columns(tmp_path):
+    # three pieces: two far apart, one whose mask box overlaps the second's (they merge), on a 3-level slide
+    tissue = [(40, 50, 237, 331), (300, 500, 390, 777), (395, 560, 470, 700)]
+    slide = write_pyramidal_tiff(tmp_path / "s.tif", _rectangles((600, 900), tissue), mpp=0.5, levels=3)
+    reader, wsi = open_slide(slide)
+    mask = tissue_mask(reader, wsi)
+    assert mask.downsample == 4.0
+    coarse = tissue_pieces(mask, (600, 900))
+    assert len(coarse) == 2
+    # each coarse box holds its tissue with at most two mask pixels to spare on every side
+    for box, truth in zip(coarse, [tissue[0], (300, 500, 470, 777)]):
+        assert all(0 <= t - b <= 8 for t, b in zip(truth[:2], box[:2])) and all(
+            0 <= b - t <= 8 for t, b in zip(truth[2:], box[2:])
+        )
+    # refined at level 0: exactly the tissue's first and last rows and columns; at level 1 to its 2-pixel grid
+    assert [refine_piece(reader, wsi, box, 0, mask.threshold, 16) for box in coarse] == [
+        tissue[0],
+        (300, 500, 470, 777),
+    ]
+    y0, x0, y1, x1 = refine_piece(reader, wsi, coarse[0], 1, mask.threshold, 16)
+    assert (y0, x0) == (40, 50) and (y1, x1) in {(238, 332), (237, 331), (238, 331), (237, 332)}
+    # glass only: no piece
+    glass = write_pyramidal_tiff(tmp_path / "g.tif", _rectangles((200, 200), []), mpp=0.5, levels=1)
+    assert tissue_pieces(tissue_mask(*open_slide(glass)), (200, 200)) == []
+
+
+def test_a_piece_gets_the_same_blocks_wherever_it_lies_and_none_past_its_box(tmp_path):
+    """Windows start at a piece's corner, as at a tile's: the same tissue moved on the slide is read in the same
+    blocks, moved with it, and its cores tile its box exactly once."""
+    piece = (230, 410)  # height, width at level 0: 3 x 5 cores of 96 level-0 px (48 at model_mpp 1.0 from 0.5 um/px)
+    placements = [(40, 60), (307, 233)]
+    runs = []
+    for k, (y, x) in enumerate(placements):
+        other = (560, 820, 590, 880)  # a second, small piece far away
+        image = _rectangles((600, 900), [(y, x, y + piece[0], x + piece[1]), other])
+        slide = write_pyramidal_tiff(tmp_path / f"s{k}.tif", image, mpp=0.5, levels=2)
+        blocks = slide_blocks(slide, model_mpp=1.0, block_size=64, margin=8, training_mpp=0.5)
+        assert {b["level"] for b in blocks} == {0}  # the level at the training images' resolution
+        own = [b for b in blocks if b["core"][0] < 550]
+        covered = np.zeros((600, 900), np.int32)
+        for b in own:
+            c = b["core"]
+            covered[c[0] : c[2], c[1] : c[3]] += 1
+            top, left = b["location"]
+            assert (
+                y <= top
+                and x <= left
+                and top + b["extent"][0] <= y + piece[0]
+                and left + b["extent"][1] <= x + piece[1]
+            )
+        assert (covered[y : y + piece[0], x : x + piece[1]] == 1).all() and covered.sum() == piece[0] * piece[1]
+        runs.append(sorted((b["location"][0] - y, b["location"][1] - x, *b["size"]) for b in own))
+    assert runs[0] == runs[1] and len(runs[0]) == 3 * 5
+    # a region: the whole slide's blocks that overlap it, cores cut to it
+    whole = {tuple(b["location"]): b for b in blocks}
+    part = slide_blocks(slide, model_mpp=1.0, block_size=64, margin=8, training_mpp=0.5, region=(300, 350, 100, 80))
+    assert part and all(
+        tuple(b["location"]) in whole and b["size"] == whole[tuple(b["location"])]["size"] for b in part
+    )
+    assert sum((b["core"][2] - b["core"][0]) * (b["core"][3] - b["core"][1]) for b in part) == 80 * 100
+
+
+def test_the_level_read_is_the_one_nearest_the_training_images_resolution(tmp_path):
+    slide = write_pyramidal_tiff(tmp_path / "s.tif", _rectangles((400, 400), [(50, 50, 350, 350)]), mpp=0.5, levels=3)
+    # levels at 0.5 / 1.0 / 2.0 um/px; a model at 1.5 um/px can read levels 0 and 1
+    level = {t: slide_blocks(slide, model_mpp=1.5, training_mpp=t)[0]["level"] for t in (0.62, 0.75, 0.9, None)}
+    assert level == {0.62: 0, 0.75: 1, 0.9: 1, None: 1}  # 0.75: 1.0 / 0.75 < 0.75 / 0.5 in log scale
+    assert slide_blocks(slide, model_mpp=1.5, training_mpp=0.62, level=1)[0]["level"] == 1  # --slide_level wins
 
 
 def _run_blocks(

@@ -24,12 +24,15 @@ from medt_monai.data.pipeline import get_dataset, get_transforms, training_datas
 from medt_monai.data.slides import (
     SLIDE_EXTENSIONS,
     LoadSlideBlockd,
+    TissueMask,
     open_slide,
+    refine_piece,
     slide_blocks,
     slide_datalist,
     slide_geometry,
     slide_mpp,
     tissue_mask,
+    tissue_pieces,
     write_pyramidal_tiff,
 )
 from medt_monai.data.splits import (
@@ -54,7 +57,10 @@ __all__ = [
     "slide_geometry",
     "slide_datalist",
     "slide_mpp",
+    "TissueMask",
+    "refine_piece",
     "tissue_mask",
+    "tissue_pieces",
     "write_pyramidal_tiff",
     "IMAGE_EXTENSIONS",
     "INSTANCE_KEY",

@@ -1,18 +1,22 @@
 """Whole-slide images in blocks at the model's scale: MONAI's ``WSIReader`` (OpenSlide backend by default) reads
-each block at the pyramid level nearest the model's micrometres per pixel, and the block is zoomed there.
+each block at the pyramid level nearest the training images' micrometres per pixel, and the block is zoomed to the
+model's scale as they were.
 
-A slide is covered by square *cores* of ``block_size - 2 * margin`` pixels at the model's scale; each block is its core
-with a ``margin`` on every side, so an object cut by a core's edge is seen whole by the block whose core holds its
-centroid, and kept by that block only (:func:`medt_monai.utils.geojson.object_features`' ``keep_box``). Cores without
-tissue (found at a low-resolution level: saturated, not white glass) are skipped. Memory is bounded by one block
+The slide's tissue (found at a low-resolution level: saturated, not white glass) falls into pieces, each covered as a
+tile is: square *cores* of ``block_size - 2 * margin`` pixels at the model's scale from the piece's corner, each block
+its core with a ``margin`` on every side inside the piece, so an object cut by a core's edge is seen whole by the
+block whose core holds its centroid, and kept by that block only (:func:`medt_monai.utils.geojson.object_features`'
+``keep_box``). Past a piece's box the windows read glass, as past a tile's edge. Memory is bounded by one block
 whatever the slide's size.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,12 +32,15 @@ from medt_monai.utils.files import atomic_output
 __all__ = [
     "SLIDE_EXTENSIONS",
     "LoadSlideBlockd",
+    "TissueMask",
     "open_slide",
     "slide_blocks",
     "slide_geometry",
     "slide_datalist",
     "slide_mpp",
     "tissue_mask",
+    "tissue_pieces",
+    "refine_piece",
     "write_pyramidal_tiff",
 ]
 
@@ -132,18 +139,31 @@ def slide_geometry(
     return (height, width), slide_mpp(reader, wsi, path, mpp)
 
 
-def _level_for(reader: WSIReader, wsi, mpp0: float, target_mpp: float) -> int:
-    """The coarsest level still at least as fine as ``target_mpp`` (level 0 if none is)."""
-    best = 0
-    for level in range(reader.get_level_count(wsi)):
-        if mpp0 * float(reader.get_downsample_ratio(wsi, level)) <= target_mpp * 1.001:
-            best = level
-    return best
+def _level_for(reader: WSIReader, wsi, mpp0: float, model_mpp: float, training_mpp: float | None = None) -> int:
+    """Among the levels at least as fine as ``model_mpp`` (level 0 if none is): the one nearest ``training_mpp`` in
+    log scale (the finer on a tie), or, ``training_mpp`` None, the coarsest."""
+    fine_enough = [0] + [
+        level
+        for level in range(1, reader.get_level_count(wsi))
+        if mpp0 * float(reader.get_downsample_ratio(wsi, level)) <= model_mpp * 1.001
+    ]
+    if training_mpp is None:
+        return fine_enough[-1]
+    distance = [abs(math.log(mpp0 * float(reader.get_downsample_ratio(wsi, lv)) / training_mpp)) for lv in fine_enough]
+    return fine_enough[int(np.argmin(distance))]
 
 
-def tissue_mask(reader: WSIReader, wsi) -> tuple[np.ndarray, float]:
-    """Where the slide has tissue, at low resolution: ``(mask, downsample)``, ``mask[i, j]`` covering level-0 pixels
-    ``[i * downsample, (i + 1) * downsample)`` in each direction.
+class TissueMask(NamedTuple):
+    """:func:`tissue_mask`'s answer: ``mask[i, j]`` covers level-0 pixels ``[i * downsample, (i + 1) * downsample)``
+    in each direction; a pixel is tissue where its HSV saturation exceeds ``threshold``."""
+
+    mask: np.ndarray
+    downsample: float
+    threshold: float
+
+
+def tissue_mask(reader: WSIReader, wsi) -> TissueMask:
+    """Where the slide has tissue, at low resolution.
 
     Read from the coarsest level (in chunks, every n-th pixel, at most 2048 pixels a side): a pixel is tissue where its
     HSV saturation exceeds Otsu's threshold of the slide's saturations (at least 0.07), so white glass and grey
@@ -170,7 +190,89 @@ def tissue_mask(reader: WSIReader, wsi) -> tuple[np.ndarray, float]:
         threshold = max(threshold, float(threshold_otsu(saturation)))
     mask = ndimage.binary_closing(saturation > threshold, iterations=2)
     mask = ndimage.binary_opening(mask, np.ones((5, 5), bool))
-    return mask, ratio * step
+    return TissueMask(mask, ratio * step, threshold)
+
+
+def _overlap(a: Sequence[int], b: Sequence[int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def tissue_pieces(tissue: TissueMask, shape: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """Level-0 ``(y0, x0, y1, x1)`` boxes of the slide's pieces of tissue, coarse: the boxes of the mask's connected
+    components (8 neighbours), one mask pixel wider on every side, those that overlap or touch merged until none does
+    (in the slide of level-0 ``shape``); sorted. :func:`refine_piece` takes each to its tissue's first and last rows
+    and columns."""
+    mask = tissue.mask
+    boxes = [
+        (rows.start, cols.start, rows.stop, cols.stop)
+        for rows, cols in ndimage.find_objects(ndimage.label(mask, np.ones((3, 3), bool))[0])
+    ]
+    boxes = [(max(0, r0 - 1), max(0, c0 - 1), r1 + 1, c1 + 1) for r0, c0, r1, c1 in boxes]
+    while True:  # boxes drawn filled: those that overlap or touch are one component, whose box may reach another
+        canvas = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), bool)
+        for r0, c0, r1, c1 in boxes:
+            canvas[r0:r1, c0:c1] = True
+        merged = [
+            (rows.start, cols.start, rows.stop, cols.stop)
+            for rows, cols in ndimage.find_objects(ndimage.label(canvas)[0])
+        ]
+        if len(merged) == len(boxes):
+            break
+        boxes = merged
+    height, width = shape
+    ds = tissue.downsample
+    return sorted(
+        (math.floor(r0 * ds), math.floor(c0 * ds), min(height, math.ceil(r1 * ds)), min(width, math.ceil(c1 * ds)))
+        for r0, c0, r1, c1 in boxes
+    )
+
+
+def refine_piece(
+    reader: WSIReader, wsi, box: Sequence[int], level: int, threshold: float, depth: int
+) -> tuple[int, int, int, int]:
+    """``box`` (level-0 ``(y0, x0, y1, x1)``) shrunk to the first and last rows and columns at ``level`` that hold a
+    tissue pixel (HSV saturation above ``threshold``), each looked for within ``depth`` level-0 pixels of the box's
+    edge (strips read in chunks: memory stays small whatever the piece's size); an edge without tissue there stays."""
+    downsample = float(reader.get_downsample_ratio(wsi, level))
+    steps = max(1, round(depth / downsample))  # the strip's depth in pixels at the level
+
+    def tissue_lines(y0: int, x0: int, rows: int, cols: int, axis: int) -> np.ndarray:
+        """Which rows (axis 0) or columns (axis 1) of the level's ``rows x cols`` pixels from level-0 (y0, x0) hold
+        tissue."""
+        found = np.zeros(rows if axis == 0 else cols, bool)
+        chunk = 4096
+        for start in range(0, cols if axis == 0 else rows, chunk):
+            if axis == 0:
+                location, size = (y0, x0 + round(start * downsample)), (rows, min(chunk, cols - start))
+            else:
+                location, size = (y0 + round(start * downsample), x0), (min(chunk, rows - start), cols)
+            data, _ = reader.get_data(wsi, location=location, size=size, level=level)
+            tissue = rgb2hsv(np.moveaxis(np.asarray(data)[:3], 0, -1))[..., 1] > threshold
+            if axis == 0:
+                found |= tissue.any(axis=1)
+            else:
+                found |= tissue.any(axis=0)
+        return found
+
+    y0, x0, y1, x1 = (int(v) for v in box)
+    rows, cols = max(1, round((y1 - y0) / downsample)), max(1, round((x1 - x0) / downsample))
+    depth_rows, depth_cols = min(steps, rows), min(steps, cols)
+    top = np.flatnonzero(tissue_lines(y0, x0, depth_rows, cols, axis=0))
+    bottom_start = rows - depth_rows
+    bottom = np.flatnonzero(tissue_lines(y0 + round(bottom_start * downsample), x0, depth_rows, cols, axis=0))
+    new_y0 = y0 + round(top[0] * downsample) if top.size else y0
+    new_y1 = min(y1, y0 + round((bottom_start + bottom[-1] + 1) * downsample)) if bottom.size else y1
+    if new_y1 <= new_y0:
+        new_y0, new_y1 = y0, y1
+    rows = max(1, round((new_y1 - new_y0) / downsample))
+    left = np.flatnonzero(tissue_lines(new_y0, x0, rows, depth_cols, axis=1))
+    right_start = cols - depth_cols
+    right = np.flatnonzero(tissue_lines(new_y0, x0 + round(right_start * downsample), rows, depth_cols, axis=1))
+    new_x0 = x0 + round(left[0] * downsample) if left.size else x0
+    new_x1 = min(x1, x0 + round((right_start + right[-1] + 1) * downsample)) if right.size else x1
+    if new_x1 <= new_x0:
+        new_x0, new_x1 = x0, x1
+    return new_y0, new_x0, new_y1, new_x1
 
 
 def slide_blocks(
@@ -183,16 +285,22 @@ def slide_blocks(
     tissue_only: bool = True,
     region: Sequence[int] | None = None,
     level: int | None = None,
+    training_mpp: float | None = None,
 ) -> list[dict]:
     """The blocks of one slide, each a dict for :class:`LoadSlideBlockd` (the slide's path at ``"image"``):
 
     - ``"slide"``: the slide's path again (``"image"`` becomes the block's pixels);
     - ``"location"``: level-0 ``(y, x)`` of the block's top-left corner; ``"level"``, ``"size"``: the pyramid level
-      read and the block's size there ``(h, w)``; ``"extent"``: that size in level-0 pixels; ``"zoom"``: the factor from that level to the model's scale;
+      read and the block's size there ``(h, w)``; ``"extent"``: that size in level-0 pixels; ``"zoom"``: the factor
+      from that level to the model's scale;
     - ``"core"``: level-0 ``(y0, x0, y1, x1)`` of the block's core: the objects whose centroid lies there are this
       block's; ``"mpp"``: micrometres per level-0 pixel; ``"block_index"``, ``"num_blocks"``: its rank in the slide.
 
-    A slide without tissue has no block; ``[{"image": path, "num_blocks": 0, ...}]`` is not returned for it.
+    With ``tissue_only`` the slide is cut into its pieces of tissue (:func:`tissue_pieces`, each box refined to its
+    tissue at the level read, :func:`refine_piece`), and each piece is covered as a tile is: its cores form a grid
+    from the piece's corner, and its blocks do not reach past its box, so the windows start at the tissue's corner and
+    read glass beyond it wherever the piece lies on the slide (a piece gets the objects it gets as a separate image).
+    Without it the whole slide is one piece. A slide without tissue has no block.
 
     Args:
         path: the slide.
@@ -201,13 +309,16 @@ def slide_blocks(
         margin: context around the core at the model's scale (pixels); objects up to about this size come out whole.
         mpp: micrometres per level-0 pixel, overriding the slide's own.
         backend: ``WSIReader`` backend (``"openslide"``, ``"tifffile"``, ``"cucim"``).
-        tissue_only: skip cores without tissue.
+        tissue_only: only the pieces of tissue, each on its own grid; False: the whole slide on one grid.
         region: only this part of the slide, level-0 ``(x, y, width, height)`` as QuPath and OpenSlide give it: the
             blocks are the whole slide's blocks that overlap it, read and run as for the whole slide, and their cores
             are cut to it, so the objects are the whole slide's objects whose centroid lies in the region. None: the
             whole slide.
-        level: the pyramid level to read (0: full resolution, zoomed as the training tiles were); None: the coarsest
-            level still at least as fine as ``model_mpp`` (less to read and zoom).
+        level: the pyramid level to read; None: among the levels at least as fine as ``model_mpp``, the one nearest
+            ``training_mpp``, or the coarsest if that is None (see ``training_mpp``).
+        training_mpp: micrometres per pixel of the images the network was trained on (GlaS: 0.62). The level read by
+            default is the one nearest it, so that the slide's pixels are zoomed to the model's scale as the training
+            images were (a coarser level is another resampling, which moves about 5 % of the objects).
 
     Raises:
         ValueError: ``block_size <= 2 * margin``; a ``region`` that is not 4 numbers or lies outside the slide; see
@@ -229,7 +340,7 @@ def slide_blocks(
         if right0 <= left0 or bottom0 <= top0:
             raise ValueError(f"{path}: region {tuple(region)} lies outside the slide ({width} x {height} at level 0).")
     if level is None:
-        level = _level_for(reader, wsi, mpp0, model_mpp)
+        level = _level_for(reader, wsi, mpp0, model_mpp, training_mpp)
     elif not 0 <= int(level) < reader.get_level_count(wsi):
         raise ValueError(f"{path}: level {level} does not exist (the slide has {reader.get_level_count(wsi)} levels).")
     level = int(level)
@@ -237,26 +348,35 @@ def slide_blocks(
     factor = model_mpp / mpp0  # level-0 pixels per pixel at the model's scale
     core = (block_size - 2 * margin) * factor
     pad = margin * factor
-    mask, mask_downsample = tissue_mask(reader, wsi) if tissue_only else (None, 1.0)
+    wanted = (top0, left0, bottom0, right0)
+    if tissue_only:
+        tissue = tissue_mask(reader, wsi)
+        depth = math.ceil(4 * tissue.downsample)  # the mask's edge lies within a mask pixel or two of the tissue's
+        pieces = [
+            refine_piece(reader, wsi, box, level, tissue.threshold, depth)
+            for box in tissue_pieces(tissue, (height, width))
+            if _overlap(box, wanted)  # a piece outside the region: refined or not, none of its cores is kept
+        ]
+    else:
+        tissue, pieces = None, [(0, 0, height, width)]
     blocks = []
-    # the slide's one grid of cores, from its corner: a region takes the cells it overlaps, each read and run exactly
+    # each piece's one grid of cores, from its corner: a region takes the cells it overlaps, each read and run exactly
     # as for the whole slide, and keeps the part of the core inside it, so it gets the whole slide's objects there
-    for i in range(int(top0 // core), math.ceil(bottom0 / core)):
-        for j in range(int(left0 // core), math.ceil(right0 / core)):
-            y0, x0 = round(i * core), round(j * core)
-            y1, x1 = min(height, round((i + 1) * core)), min(width, round((j + 1) * core))
+    for py0, px0, py1, px1 in pieces:
+        rows = range(max(0, int((top0 - py0) // core)), math.ceil((min(bottom0, py1) - py0) / core))
+        cols = range(max(0, int((left0 - px0) // core)), math.ceil((min(right0, px1) - px0) / core))
+        for i, j in itertools.product(rows, cols):
+            y0, x0 = py0 + round(i * core), px0 + round(j * core)
+            y1, x1 = min(py1, py0 + round((i + 1) * core)), min(px1, px0 + round((j + 1) * core))
             kept = [max(y0, top0), max(x0, left0), min(y1, bottom0), min(x1, right0)]
             if kept[0] >= kept[2] or kept[1] >= kept[3]:
                 continue
-            if mask is not None:
-                window = mask[
-                    int(y0 // mask_downsample) : math.ceil(y1 / mask_downsample),
-                    int(x0 // mask_downsample) : math.ceil(x1 / mask_downsample),
-                ]
-                if not window.any():
+            if tissue is not None:
+                ds = tissue.downsample
+                if not tissue.mask[int(y0 // ds) : math.ceil(y1 / ds), int(x0 // ds) : math.ceil(x1 / ds)].any():
                     continue
-            top, left = max(0, round(y0 - pad)), max(0, round(x0 - pad))
-            bottom, right = min(height, round(y1 + pad)), min(width, round(x1 + pad))
+            top, left = max(py0, round(y0 - pad)), max(px0, round(x0 - pad))
+            bottom, right = min(py1, round(y1 + pad)), min(px1, round(x1 + pad))
             size = (max(1, round((bottom - top) / downsample)), max(1, round((right - left) / downsample)))
             blocks.append(
                 {

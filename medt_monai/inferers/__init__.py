@@ -1,7 +1,9 @@
-"""Inferers: flip (and rotation) test-time augmentation, test-time window grids, and the network-size inferer of the bundle's workflows."""
+"""Inferers: flip (and rotation) test-time augmentation, test-time window grids, the network-size inferer of the bundle's
+workflows, and slide blocks run in the axis order of PNG tiles."""
 
 from __future__ import annotations
 
+from medt_monai.inferers.axes import TransposedInferer
 from medt_monai.inferers.flip import FlipInferer, tta_inferer
 from medt_monai.inferers.grid_shift import GridShiftInferer
 from medt_monai.inferers.network_size import (
@@ -21,6 +23,7 @@ __all__ = [
     "FlipInferer",
     "GridShiftInferer",
     "ReflectSlidingWindowInferer",
+    "TransposedInferer",
     "network_size_inferer",
     "tta_inferer",
 ]
