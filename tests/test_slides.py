@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ from medt_monai.data import (
 )
 from medt_monai.handlers import SlideObjectsWriter
 from medt_monai.utils.geojson import FeatureSpool, draw_labels, feature_collection, label_image, object_features
+from medt_monai.utils.memory import release_freed_memory
 from medt_monai.utils.objects import label_objects
 
 shapely = pytest.importorskip("shapely")
@@ -174,7 +176,10 @@ def test_pieces_of_tissue_are_found_and_refined_to_their_own_rows_and_columns(tm
 def test_a_piece_gets_the_same_blocks_wherever_it_lies_and_none_past_its_box(tmp_path):
     """Windows start at a piece's corner, as at a tile's: the same tissue moved on the slide is read in the same
     blocks, moved with it, and its cores tile its box exactly once."""
-    piece = (230, 410)  # height, width at level 0: 3 x 5 cores of 96 level-0 px (48 at model_mpp 1.0 from 0.5 um/px)
+    # height, width at level 0; cores of 96 level-0 px (48 at model_mpp 1.0 from 0.5 um/px), blocks of at most 128
+    # (16 px of context on each side): the first and last cores of a row take the 16 px no context is needed for, so
+    # 3 x 4 cores (edges 0 / 112 / 208 / 230 and 0 / 112 / 208 / 304 / 410)
+    piece = (230, 410)
     placements = [(40, 60), (307, 233)]
     runs = []
     for k, (y, x) in enumerate(placements):
@@ -197,7 +202,14 @@ def test_a_piece_gets_the_same_blocks_wherever_it_lies_and_none_past_its_box(tmp
             )
         assert (covered[y : y + piece[0], x : x + piece[1]] == 1).all() and covered.sum() == piece[0] * piece[1]
         runs.append(sorted((b["location"][0] - y, b["location"][1] - x, *b["size"]) for b in own))
-    assert runs[0] == runs[1] and len(runs[0]) == 3 * 5
+    assert runs[0] == runs[1] and len(runs[0]) == 3 * 4
+    assert runs[0][0] == (0, 0, 128, 128) and all(max(r[2:]) <= 128 for r in runs[0])  # the first block is a whole one
+    assert sorted({r[0] for r in runs[0]}) == [0, 112 - 16, 208 - 16] and sorted({r[1] for r in runs[0]}) == [
+        0,
+        96,
+        192,
+        288,
+    ]
     # a region: the whole slide's blocks that overlap it, cores cut to it
     whole = {tuple(b["location"]): b for b in blocks}
     part = slide_blocks(slide, model_mpp=1.0, block_size=64, margin=8, training_mpp=0.5, region=(300, 350, 100, 80))
@@ -231,6 +243,8 @@ def _run_blocks(
             {"pred_instances": torch.as_tensor(label_objects(b["image"][0].numpy() < 0.5, 1))[None]} for b in batch
         ]
         writer(engine)
+        # the block's maps are dropped once its objects are spooled (ignite would hold them during the next read)
+        assert all("pred_instances" not in o and "pred" not in o for o in engine.state.output)
     writer.finish()
     return json.loads((out / f"{slide.stem}.geojson").read_text())
 
@@ -358,3 +372,21 @@ def test_the_aperio_slide_is_read_at_its_recorded_resolution():
     assert 1 <= len(blocks) <= 4 and blocks[0]["zoom"] == pytest.approx(0.499 / 3.1)
     image = LoadSlideBlockd()(blocks[0])["image"]
     assert image.shape[0] == 3 and 0.2 < float(image.mean()) < 0.95
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_freed_heap_memory_goes_back_to_the_system_before_a_block_is_read():
+    """64-KB chunks come from glibc's heap; freed with the last one kept (so the heap's top cannot shrink), they stay
+    resident until ``release_freed_memory`` (called by ``LoadSlideBlockd`` before each read) trims the heap."""
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+    chunks = [bytearray(64 * 1024) for _ in range(3000)]  # about 190 MB
+    last = chunks[-1]
+    del chunks
+    before = rss_mb()
+    assert release_freed_memory() is True
+    assert before - rss_mb() > 100, "the freed chunks stayed resident"
+    assert len(last) == 64 * 1024

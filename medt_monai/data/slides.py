@@ -28,6 +28,7 @@ from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 
 from medt_monai.utils.files import atomic_output
+from medt_monai.utils.memory import release_freed_memory
 
 __all__ = [
     "SLIDE_EXTENSIONS",
@@ -48,6 +49,8 @@ __all__ = [
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 #: the tissue mask's longest side at most (pixels)
 _TISSUE_SIZE = 2048
+#: rows of a block read at once (its RGBA and RGB copies in the reader are this many rows, not the whole block)
+_READ_ROWS = 512
 #: saturation that is tissue whatever Otsu's threshold says, and below which nothing is (glass, JPEG noise)
 _MIN_SATURATION = 0.07
 
@@ -275,6 +278,16 @@ def refine_piece(
     return new_y0, new_x0, new_y1, new_x1
 
 
+def _core_edges(start: int, stop: int, core: float, pad: float) -> list[int]:
+    """The edges of a piece's cores along one axis (level-0 pixels from ``start`` to ``stop``): every block, its core
+    with ``pad`` on each side inside the piece, is at most ``core + 2 * pad`` long, and the first and last cores, which
+    need no context past the piece's edge, take that context's place (the first block is a whole block as soon as the
+    piece is longer than one)."""
+    inner = stop - start - 2 * pad
+    count = max(1, math.ceil(inner / core)) if inner > 0 else 1
+    return [start] + [start + round(pad + k * core) for k in range(1, count)] + [stop]
+
+
 def slide_blocks(
     path: str | Path,
     model_mpp: float,
@@ -363,11 +376,8 @@ def slide_blocks(
     # each piece's one grid of cores, from its corner: a region takes the cells it overlaps, each read and run exactly
     # as for the whole slide, and keeps the part of the core inside it, so it gets the whole slide's objects there
     for py0, px0, py1, px1 in pieces:
-        rows = range(max(0, int((top0 - py0) // core)), math.ceil((min(bottom0, py1) - py0) / core))
-        cols = range(max(0, int((left0 - px0) // core)), math.ceil((min(right0, px1) - px0) / core))
-        for i, j in itertools.product(rows, cols):
-            y0, x0 = py0 + round(i * core), px0 + round(j * core)
-            y1, x1 = min(py1, py0 + round((i + 1) * core)), min(px1, px0 + round((j + 1) * core))
+        row_edges, col_edges = _core_edges(py0, py1, core, pad), _core_edges(px0, px1, core, pad)
+        for (y0, y1), (x0, x1) in itertools.product(zip(row_edges, row_edges[1:]), zip(col_edges, col_edges[1:])):
             kept = [max(y0, top0), max(x0, left0), min(y1, bottom0), min(x1, right0)]
             if kept[0] >= kept[2] or kept[1] >= kept[3]:
                 continue
@@ -422,19 +432,29 @@ class LoadSlideBlockd(MapTransform):
         for key in self.key_iterator(d):
             path = str(d[key])
             reader, wsi = self._slide(path)
-            try:
-                region, _ = reader.get_data(wsi, location=tuple(d["location"]), size=tuple(d["size"]), level=d["level"])
-            except Exception as e:
-                raise ValueError(
-                    f"{path}: cannot read the block at level-0 (y, x) {tuple(d['location'])} ({type(e).__name__}: "
-                    f"{e}); the slide may be truncated."
-                ) from e
+            release_freed_memory()  # the previous block's post-processing, freed but kept by the heap
+            (height, width), (top, left) = (int(v) for v in d["size"]), (int(v) for v in d["location"])
+            downsample = float(reader.get_downsample_ratio(wsi, int(d["level"])))
+            # read in strips of rows into one uint8 array: the reader's RGBA and RGB copies stay a strip's size
+            region = np.empty((3, height, width), np.uint8)
+            for y in range(0, height, _READ_ROWS):
+                rows = min(_READ_ROWS, height - y)
+                try:
+                    strip, _ = reader.get_data(
+                        wsi, location=(top + round(y * downsample), left), size=(rows, width), level=d["level"]
+                    )
+                except Exception as e:
+                    raise ValueError(
+                        f"{path}: cannot read the block at level-0 (y, x) {tuple(d['location'])} ({type(e).__name__}: "
+                        f"{e}); the slide may be truncated."
+                    ) from e
+                region[:, y : y + rows] = np.asarray(strip)[:3]
             zoom = Zoom(zoom=float(d["zoom"]), mode="bilinear", keep_size=False)
             # one channel at a time in float: the peak stays near the uint8 region's size, not 4x it times 3
             channels = [
-                torch.as_tensor(zoom(torch.from_numpy(np.asarray(region[c], dtype=np.float32) / 255.0)[None]))
-                for c in range(3)
+                torch.as_tensor(zoom(torch.from_numpy(region[c]).to(torch.float32).div_(255.0)[None])) for c in range(3)
             ]
+            del region
             d[key] = MetaTensor(torch.cat(channels).clamp_(0, 1), meta={"filename_or_obj": path})
         return d
 

@@ -30,7 +30,9 @@ class SlideObjectsWriter:
     instances) or, failing that, the connected foreground components of ``pred_key``. Only the objects whose centroid
     lies in a block's core are kept, so each object comes once. Memory does not grow with the number of objects: each
     block's features go to a temporary file (:class:`~medt_monai.utils.geojson.FeatureSpool`) and its label image,
-    if asked for, is drawn as the block comes. Files are written atomically; a slide without tissue (no block) gets an
+    if asked for, is drawn as the block comes; the block's instance map and mask (``instance_key``, ``pred_key``) are
+    then removed from the engine's output, which ignite would otherwise hold while the next block is read and run
+    (handlers that need them go before this one). Files are written atomically; a slide without tissue (no block) gets an
     empty collection from :meth:`finish`, which the workflow calls after the engine's run.
 
     Args:
@@ -130,6 +132,11 @@ class SlideObjectsWriter:
                 instances, origin=location, scale=scale, mpp=float(block["mpp"]), keep_box=core, **self.style
             )
             self._add(slide, features)
+            # ignite keeps the last output until the next iteration ends: drop the block's maps (at the tiles'
+            # resolution, hundreds of MB) now, so they are not held while the next block is read and run
+            for key in (self.instance_key, self.pred_key):
+                output.pop(key, None)
+            del instances
             self._seen[slide] = self._seen.get(slide, 0) + 1
             if self._seen[slide] == int(block["num_blocks"]):
                 self._write(slide)

@@ -12,6 +12,7 @@ from medt_monai.utils.files import (
     fsync_dir,
     previous_path,
 )
+from medt_monai.utils.memory import release_freed_memory
 
 __all__ = [
     "atomic_copy",
@@ -21,4 +22,5 @@ __all__ = [
     "atomic_write_text",
     "fsync_dir",
     "previous_path",
+    "release_freed_memory",
 ]
