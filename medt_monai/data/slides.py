@@ -410,7 +410,10 @@ class LoadSlideBlockd(MapTransform):
     """Read a block of :func:`slide_blocks` into ``keys`` as a ``(3, h, w)`` float32 ``MetaTensor`` in [0, 1] at the
     model's scale (MONAI's ``Zoom``, bilinear, as :func:`~medt_monai.transforms.network_size_transform` zooms tiles).
 
-    The last slide opened stays open, so the blocks of a slide in a row read it once.
+    The last slide opened stays open, so the blocks of a slide in a row read it once. Memory: the heap's freed pages
+    go back to the system first (:func:`~medt_monai.utils.release_freed_memory`), the block is read in strips of rows
+    into one uint8 array and zoomed one channel at a time, so a read adds about the block's uint8 size plus one float
+    channel to what the process holds.
 
     Args:
         keys: the key of the slide's path (replaced by the block).
