@@ -125,6 +125,19 @@ def test_blocks_tile_the_slide_and_read_the_coarsest_level_fine_enough(tmp_path)
     assert block.shape == expected.shape and torch.allclose(block, expected.clamp(0, 1))
 
 
+def test_a_block_read_in_strips_is_the_block_read_at_once(tmp_path):
+    """Blocks come in strips of rows (memory); on a level whose downsample is not a whole number (a 1203-row slide's
+    level 1: 1.998) a strip would start between the level's rows, so such a block is read at once."""
+    rng = np.random.default_rng(0)
+    slide = write_pyramidal_tiff(tmp_path / "odd.tif", rng.integers(0, 255, (1203, 1001, 3), np.uint8), 0.5, levels=2)
+    reader, wsi = open_slide(slide)
+    for level, size in ((0, (1100, 300)), (1, (592, 300))):  # more than one strip of 512 rows each time
+        block = {"image": str(slide), "location": [7, 5], "level": level, "size": list(size), "zoom": 1.0}
+        read = LoadSlideBlockd()(block)["image"]
+        at_once, _ = reader.get_data(wsi, location=(7, 5), size=size, level=level)
+        assert torch.equal(read, torch.as_tensor(np.array(at_once), dtype=torch.float32) / 255), level
+
+
 def test_tissue_mask_finds_the_tissue_and_skips_glass(tmp_path):
     image, ids = _discs((600, 800), [(300, 200)], 120)
     slide = write_pyramidal_tiff(tmp_path / "s.tif", image, mpp=0.5, levels=2)

@@ -438,10 +438,13 @@ class LoadSlideBlockd(MapTransform):
             release_freed_memory()  # the previous block's post-processing, freed but kept by the heap
             (height, width), (top, left) = (int(v) for v in d["size"]), (int(v) for v in d["location"])
             downsample = float(reader.get_downsample_ratio(wsi, int(d["level"])))
-            # read in strips of rows into one uint8 array: the reader's RGBA and RGB copies stay a strip's size
+            # read in strips of rows into one uint8 array: the reader's RGBA and RGB copies stay a strip's size. A
+            # strip starts on the level's pixel grid only where the level's downsample is a whole number (a level-0
+            # row maps to a level row); elsewhere the block is read at once, as a strip would be resampled otherwise
+            strip_rows = _READ_ROWS if downsample == round(downsample) else height
             region = np.empty((3, height, width), np.uint8)
-            for y in range(0, height, _READ_ROWS):
-                rows = min(_READ_ROWS, height - y)
+            for y in range(0, height, strip_rows):
+                rows = min(strip_rows, height - y)
                 try:
                     strip, _ = reader.get_data(
                         wsi, location=(top + round(y * downsample), left), size=(rows, width), level=d["level"]
