@@ -145,15 +145,11 @@ def slide_geometry(
 def _level_for(reader: WSIReader, wsi, mpp0: float, model_mpp: float, training_mpp: float | None = None) -> int:
     """Among the levels at least as fine as ``model_mpp`` (level 0 if none is): the one nearest ``training_mpp`` in
     log scale (the finer on a tie), or, ``training_mpp`` None, the coarsest."""
-    fine_enough = [0] + [
-        level
-        for level in range(1, reader.get_level_count(wsi))
-        if mpp0 * float(reader.get_downsample_ratio(wsi, level)) <= model_mpp * 1.001
-    ]
+    level_mpp = [mpp0 * float(reader.get_downsample_ratio(wsi, lv)) for lv in range(reader.get_level_count(wsi))]
+    fine_enough = [0] + [lv for lv in range(1, len(level_mpp)) if level_mpp[lv] <= model_mpp * 1.001]
     if training_mpp is None:
         return fine_enough[-1]
-    distance = [abs(math.log(mpp0 * float(reader.get_downsample_ratio(wsi, lv)) / training_mpp)) for lv in fine_enough]
-    return fine_enough[int(np.argmin(distance))]
+    return min(fine_enough, key=lambda lv: abs(math.log(level_mpp[lv] / training_mpp)))
 
 
 class TissueMask(NamedTuple):
@@ -230,6 +226,24 @@ def tissue_pieces(tissue: TissueMask, shape: Sequence[int]) -> list[tuple[int, i
     )
 
 
+def _tissue_pixels(
+    reader: WSIReader, wsi, location: Sequence[int], size: Sequence[int], level: int, threshold: float
+) -> np.ndarray:
+    """Which of the level's ``size`` pixels from level-0 ``location`` are tissue (HSV saturation above ``threshold``),
+    ``(rows, cols)`` bool, read in chunks of at most 4096 pixels along the longer side."""
+    downsample = float(reader.get_downsample_ratio(wsi, level))
+    (y0, x0), (rows, cols) = location, size
+    along = 0 if rows >= cols else 1
+    parts = []
+    for start in range(0, size[along], 4096):
+        length = min(4096, size[along] - start)
+        offset = round(start * downsample)
+        at, extent = ((y0 + offset, x0), (length, cols)) if along == 0 else ((y0, x0 + offset), (rows, length))
+        data, _ = reader.get_data(wsi, location=at, size=extent, level=level)
+        parts.append(rgb2hsv(np.moveaxis(np.asarray(data)[:3], 0, -1))[..., 1] > threshold)
+    return np.concatenate(parts, axis=along)
+
+
 def refine_piece(
     reader: WSIReader, wsi, box: Sequence[int], level: int, threshold: float, depth: int
 ) -> tuple[int, int, int, int]:
@@ -239,38 +253,23 @@ def refine_piece(
     downsample = float(reader.get_downsample_ratio(wsi, level))
     steps = max(1, round(depth / downsample))  # the strip's depth in pixels at the level
 
-    def tissue_lines(y0: int, x0: int, rows: int, cols: int, axis: int) -> np.ndarray:
-        """Which rows (axis 0) or columns (axis 1) of the level's ``rows x cols`` pixels from level-0 (y0, x0) hold
-        tissue."""
-        found = np.zeros(rows if axis == 0 else cols, bool)
-        chunk = 4096
-        for start in range(0, cols if axis == 0 else rows, chunk):
-            if axis == 0:
-                location, size = (y0, x0 + round(start * downsample)), (rows, min(chunk, cols - start))
-            else:
-                location, size = (y0 + round(start * downsample), x0), (min(chunk, rows - start), cols)
-            data, _ = reader.get_data(wsi, location=location, size=size, level=level)
-            tissue = rgb2hsv(np.moveaxis(np.asarray(data)[:3], 0, -1))[..., 1] > threshold
-            if axis == 0:
-                found |= tissue.any(axis=1)
-            else:
-                found |= tissue.any(axis=0)
-        return found
+    def tissue(location: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        return _tissue_pixels(reader, wsi, location, size, level, threshold)
 
     y0, x0, y1, x1 = (int(v) for v in box)
     rows, cols = max(1, round((y1 - y0) / downsample)), max(1, round((x1 - x0) / downsample))
     depth_rows, depth_cols = min(steps, rows), min(steps, cols)
-    top = np.flatnonzero(tissue_lines(y0, x0, depth_rows, cols, axis=0))
+    top = np.flatnonzero(tissue((y0, x0), (depth_rows, cols)).any(axis=1))
     bottom_start = rows - depth_rows
-    bottom = np.flatnonzero(tissue_lines(y0 + round(bottom_start * downsample), x0, depth_rows, cols, axis=0))
+    bottom = np.flatnonzero(tissue((y0 + round(bottom_start * downsample), x0), (depth_rows, cols)).any(axis=1))
     new_y0 = y0 + round(top[0] * downsample) if top.size else y0
     new_y1 = min(y1, y0 + round((bottom_start + bottom[-1] + 1) * downsample)) if bottom.size else y1
     if new_y1 <= new_y0:
         new_y0, new_y1 = y0, y1
     rows = max(1, round((new_y1 - new_y0) / downsample))
-    left = np.flatnonzero(tissue_lines(new_y0, x0, rows, depth_cols, axis=1))
+    left = np.flatnonzero(tissue((new_y0, x0), (rows, depth_cols)).any(axis=0))
     right_start = cols - depth_cols
-    right = np.flatnonzero(tissue_lines(new_y0, x0 + round(right_start * downsample), rows, depth_cols, axis=1))
+    right = np.flatnonzero(tissue((new_y0, x0 + round(right_start * downsample)), (rows, depth_cols)).any(axis=0))
     new_x0 = x0 + round(left[0] * downsample) if left.size else x0
     new_x1 = min(x1, x0 + round((right_start + right[-1] + 1) * downsample)) if right.size else x1
     if new_x1 <= new_x0:
